@@ -1,0 +1,94 @@
+//! `ember eval`: loss, perplexity and bits per token/character of a checkpoint.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use ember_data::{corpus, dataset};
+use ember_train::Selector;
+use ember_train::eval::evaluate_sequence;
+use ember_train::inference::load_run;
+
+use crate::device;
+
+/// Evaluate a checkpoint on the run's validation split or on a text file.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Run directory.
+    #[arg(long)]
+    run: PathBuf,
+    /// Which checkpoint: latest, best, or a step.
+    #[arg(long, default_value = "latest")]
+    checkpoint: Selector,
+    /// A UTF-8 text file to evaluate instead of the validation split.
+    #[arg(long)]
+    text: Option<PathBuf>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Windows evaluated together.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// Where to run: cpu, flex, ndarray or wgpu.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size 0: evaluate at least one window at a time");
+    }
+    let device = device::parse(&args.device)?;
+    let loaded = load_run(&args.run, args.checkpoint, &device)?;
+    let (source, ids, chars) = match &args.text {
+        Some(path) => {
+            let text = corpus::read_text_file(path)?;
+            let ids = loaded
+                .tokenizer
+                .encode(&text, &format!("eval file {}", path.display()))?;
+            (path.display().to_string(), ids, text.chars().count())
+        }
+        None => {
+            let data = dataset::open_prepared(&args.run)?;
+            let mut ids = Vec::with_capacity(data.val.len());
+            data.val.extend_window(0, data.val.len(), &mut ids);
+            ("validation split".to_string(), ids, data.meta.val_chars)
+        }
+    };
+    if ids.len() < 2 {
+        bail!(
+            "{source} holds {} token(s); at least 2 are needed to predict one",
+            ids.len()
+        );
+    }
+    let r = evaluate_sequence(&loaded.model, &ids, args.batch_size, &device);
+    // Characters spelled by the predicted tokens: all but the first token's.
+    let first_chars = loaded.tokenizer.decode(&ids[..1]).chars().count();
+    let chars = chars.saturating_sub(first_chars).max(1);
+    if args.json {
+        let out = serde_json::json!({
+            "checkpoint": loaded.checkpoint,
+            "step": loaded.step,
+            "source": source,
+            "tokens": r.tokens,
+            "characters": chars,
+            "loss": r.loss(),
+            "perplexity": r.perplexity(),
+            "bits_per_token": r.bits_per_token(),
+            "bits_per_char": r.bits_per_char(chars),
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "checkpoint {} (step {})",
+            loaded.checkpoint.display(),
+            loaded.step
+        );
+        println!("{source}: {} tokens, {chars} characters", r.tokens);
+        println!("loss        {:.4} nats/token", r.loss());
+        println!("perplexity  {:.3}", r.perplexity());
+        println!("bits/token  {:.4}", r.bits_per_token());
+        println!("bits/char   {:.4}", r.bits_per_char(chars));
+    }
+    Ok(())
+}

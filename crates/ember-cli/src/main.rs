@@ -1,0 +1,74 @@
+//! `ember`: train, resume, evaluate and sample small GPT models.
+//!
+//! Each subcommand lives in its own module; this file parses the command line, sets up
+//! logging, and turns errors into one `error: …` line and a non-zero exit code.
+
+mod device;
+mod eval;
+mod info;
+mod sample;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// ember: a decoder-only transformer training framework.
+#[derive(Parser, Debug)]
+#[command(name = "ember", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model from a config file, or resume a run.
+    Train(train::TrainArgs),
+    /// Report loss, perplexity and bits per token/character of a checkpoint.
+    Eval(eval::EvalArgs),
+    /// Generate text from a checkpoint.
+    Sample(sample::SampleArgs),
+    /// Print parameter count, training FLOPs per token and a memory estimate.
+    Info(info::InfoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Sample(args) => sample::run(args),
+        Command::Info(args) => info::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,491 @@
+//! End-to-end tests of the `ember` binary: each runs the real program in a temporary
+//! directory and checks its exit code, output and files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The tiny-shakespeare corpus: `EMBER_TEST_CORPUS`, else `data/tinyshakespeare.txt` in the
+/// workspace. `scripts/test.sh` fetches it first.
+fn corpus() -> PathBuf {
+    if let Ok(p) = std::env::var("EMBER_TEST_CORPUS") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tinyshakespeare.txt");
+    assert!(
+        p.exists(),
+        "these tests train on tiny-shakespeare: run scripts/get-data.sh first (or the suite through scripts/test.sh)"
+    );
+    p
+}
+
+fn ember(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ember"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("ember runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs ember and asserts success.
+fn ok(dir: &Path, args: &[&str]) -> Output {
+    let o = ember(dir, args);
+    assert!(o.status.success(), "ember {args:?} failed:\n{}", stderr(&o));
+    o
+}
+
+/// Runs ember and asserts a one-line `error: …` and a non-zero exit code, with no panic.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let o = ember(dir, args);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "ember {args:?} should fail");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "ember {args:?} panicked:\n{err}"
+    );
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in:\n{err}"));
+    line.to_string()
+}
+
+/// A nano config reading the test corpus.
+fn nano_config(dir: &Path, extra: &str) -> PathBuf {
+    let text =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/nano.toml"))
+            .unwrap();
+    let text = text.replace(
+        "path = \"data/tinyshakespeare.txt\"",
+        &format!("path = {:?}", corpus().display().to_string()),
+    );
+    let path = dir.join("nano.toml");
+    fs::write(&path, format!("{text}\n{extra}")).unwrap();
+    path
+}
+
+fn metrics(run: &Path) -> Vec<Value> {
+    fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn file_sha(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap()
+}
+
+#[test]
+fn train_eval_sample_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    let o = ok(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--set",
+            "train.max_steps=60",
+            "--set",
+            "train.eval_interval=30",
+        ],
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("step 30: train loss") && err.contains("val loss"),
+        "{err}"
+    );
+    let run = dir.join("runs/nano");
+    for f in [
+        "config.toml",
+        "tokenizer.json",
+        "tokens/train.bin",
+        "tokens/val.bin",
+        "metrics.jsonl",
+        "checkpoints/step-00000060/manifest.json",
+    ] {
+        assert!(run.join(f).exists(), "{f} missing");
+    }
+    // The resolved config records the vocabulary: tiny-shakespeare has 65 characters.
+    assert!(
+        fs::read_to_string(run.join("config.toml"))
+            .unwrap()
+            .contains("vocab_size = 65")
+    );
+    let m = metrics(&run);
+    assert_eq!(m.len(), 60);
+    for key in ["step", "train_loss", "lr", "tokens_per_s", "elapsed_s"] {
+        assert!(m[0].get(key).is_some(), "{key} missing from {}", m[0]);
+    }
+    assert!(m[0].get("val_loss").is_none());
+    assert!(m[29]["val_loss"].as_f64().is_some() && m[29]["val_ppl"].as_f64().is_some());
+    let first = m[0]["train_loss"].as_f64().unwrap();
+    let last = m[59]["val_loss"].as_f64().unwrap();
+    assert!(
+        (first - 65f64.ln()).abs() < 0.3,
+        "an untrained model is near ln 65: {first}"
+    );
+    assert!(
+        last < first - 1.0,
+        "60 steps should cut the loss by more than a nat: {first} → {last}"
+    );
+
+    let o = ok(dir, &["eval", "--run", "runs/nano", "--json"]);
+    let e: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    for key in [
+        "loss",
+        "perplexity",
+        "tokens",
+        "bits_per_token",
+        "bits_per_char",
+    ] {
+        assert!(e.get(key).is_some(), "{key} missing from {e}");
+    }
+    let loss = e["loss"].as_f64().unwrap();
+    assert!((e["perplexity"].as_f64().unwrap() - loss.exp()).abs() < 1e-6);
+    // char-level: one token per character
+    assert!(
+        (e["bits_per_char"].as_f64().unwrap() - e["bits_per_token"].as_f64().unwrap()).abs() < 1e-9
+    );
+    assert_eq!(e["tokens"].as_u64().unwrap(), 111_538); // the last 10% of 1,115,394 characters, minus the first
+
+    let text = stdout(&ok(dir, &["eval", "--run", "runs/nano"]));
+    assert!(
+        text.contains("perplexity") && text.contains("bits/char"),
+        "{text}"
+    );
+
+    let a = stdout(&ok(
+        dir,
+        &[
+            "sample",
+            "--run",
+            "runs/nano",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "40",
+            "--prompt",
+            "ROMEO:",
+        ],
+    ));
+    let b = stdout(&ok(
+        dir,
+        &[
+            "sample",
+            "--run",
+            "runs/nano",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "40",
+            "--prompt",
+            "ROMEO:",
+            "--no-cache",
+        ],
+    ));
+    assert_eq!(a, b, "greedy output with and without the KV cache");
+    assert!(a.starts_with("ROMEO:") && a.len() > 40, "{a}");
+    let s1 = stdout(&ok(
+        dir,
+        &[
+            "sample",
+            "--run",
+            "runs/nano",
+            "--seed",
+            "5",
+            "--max-new-tokens",
+            "30",
+        ],
+    ));
+    let s2 = stdout(&ok(
+        dir,
+        &[
+            "sample",
+            "--run",
+            "runs/nano",
+            "--seed",
+            "5",
+            "--max-new-tokens",
+            "30",
+        ],
+    ));
+    assert_eq!(s1, s2, "the same seed samples the same text");
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    let common = [
+        "--set",
+        "train.max_steps=40",
+        "--set",
+        "train.checkpoint_interval=10",
+        "--set",
+        "train.eval_interval=10",
+    ];
+    let mut straight = vec!["train", "--config", "nano.toml", "--out", "straight"];
+    straight.extend(common);
+    ok(dir, &straight);
+    let mut part = vec![
+        "train",
+        "--config",
+        "nano.toml",
+        "--out",
+        "resumed",
+        "--until-step",
+        "20",
+    ];
+    part.extend(common);
+    let o = ok(dir, &part);
+    assert!(
+        stderr(&o).contains("resume with: ember train --resume resumed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(metrics(&dir.join("resumed")).len(), 20);
+    ok(dir, &["train", "--resume", "resumed"]);
+
+    let (a, b) = (
+        metrics(&dir.join("straight")),
+        metrics(&dir.join("resumed")),
+    );
+    assert_eq!(a.len(), 40);
+    assert_eq!(b.len(), 40);
+    for (x, y) in a.iter().zip(&b) {
+        for key in [
+            "step",
+            "train_loss",
+            "lr",
+            "grad_norm",
+            "tokens_seen",
+            "val_loss",
+        ] {
+            assert_eq!(
+                x.get(key),
+                y.get(key),
+                "{key} differs at step {}",
+                x["step"]
+            );
+        }
+    }
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        let p = |run: &str| dir.join(run).join("checkpoints/step-00000040").join(f);
+        assert!(
+            file_sha(&p("straight")) == file_sha(&p("resumed")),
+            "{f} differs after resuming"
+        );
+    }
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["train", "--config", "missing.toml"],
+            "missing.toml: cannot read it",
+        ),
+        (
+            vec!["train", "--config", "nano.toml", "--set", "train.lrr=1"],
+            "unknown key \"lrr\" in [train]; did you mean \"lr\"?",
+        ),
+        (
+            vec!["train", "--config", "nano.toml", "--set", "model.n_head=3"],
+            "model.n_head = 3: must divide d_model = 32",
+        ),
+        (
+            vec![
+                "train",
+                "--config",
+                "nano.toml",
+                "--set",
+                "model.block_size=0",
+            ],
+            "model.block_size = 0",
+        ),
+        (
+            vec![
+                "train",
+                "--config",
+                "nano.toml",
+                "--set",
+                "train.warmup_steps=1000",
+            ],
+            "train.warmup_steps = 1000: exceeds train.max_steps",
+        ),
+        (
+            vec![
+                "train",
+                "--config",
+                "nano.toml",
+                "--set",
+                "data.path=nowhere.txt",
+            ],
+            "data file nowhere.txt does not exist; run scripts/get-data.sh",
+        ),
+        (
+            vec!["train", "--config", "nano.toml", "--device", "tpu"],
+            "--device tpu: unknown device",
+        ),
+        (
+            vec!["eval", "--run", "no-such-run"],
+            "no-such-run: does not exist",
+        ),
+        (
+            vec!["sample", "--run", "no-such-run", "--temperature=-1"],
+            "temperature = -1",
+        ),
+    ];
+    for (args, expected) in cases {
+        let line = fails(dir, &args);
+        assert!(
+            line.contains(expected),
+            "ember {args:?}: expected {expected:?} in {line:?}"
+        );
+    }
+    assert!(
+        !dir.join("runs").exists(),
+        "failed commands must not create a run"
+    );
+}
+
+#[test]
+fn an_existing_run_is_never_overwritten_by_accident() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    ok(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "r",
+            "--set",
+            "train.max_steps=3",
+            "--set",
+            "train.warmup_steps=1",
+        ],
+    );
+    let before = file_sha(&dir.join("r/checkpoints/step-00000003/model.safetensors"));
+    let line = fails(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "r",
+            "--set",
+            "train.max_steps=3",
+            "--set",
+            "train.warmup_steps=1",
+        ],
+    );
+    assert!(
+        line.contains("already holds a run") && line.contains("--resume r"),
+        "{line}"
+    );
+    assert_eq!(
+        file_sha(&dir.join("r/checkpoints/step-00000003/model.safetensors")),
+        before
+    );
+    ok(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "r",
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "train.warmup_steps=1",
+            "--overwrite",
+        ],
+    );
+    assert!(!dir.join("r/checkpoints/step-00000003").exists());
+}
+
+#[test]
+fn eval_text_outside_the_vocabulary_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    ok(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "r",
+            "--set",
+            "train.max_steps=2",
+            "--set",
+            "train.warmup_steps=1",
+        ],
+    );
+    fs::write(dir.join("odd.txt"), "Hello — naïve ☃\n").unwrap();
+    let line = fails(dir, &["eval", "--run", "r", "--text", "odd.txt"]);
+    assert!(
+        line.contains(
+            "eval file odd.txt contains 3 character(s) outside the tokenizer's vocabulary"
+        ),
+        "{line}"
+    );
+    let text = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
+    fs::write(dir.join("ok.txt"), text).unwrap();
+    let o = ok(dir, &["eval", "--run", "r", "--text", "ok.txt", "--json"]);
+    let e: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        e["tokens"].as_u64().unwrap() as usize,
+        text.chars().count() - 1
+    );
+}
+
+#[test]
+fn info_reports_size_and_cost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/shakespeare-char.toml");
+    let corpus = corpus();
+    let o = ok(
+        dir,
+        &[
+            "info",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--set",
+            &format!("data.path={}", corpus.display()),
+        ],
+    );
+    let out = stdout(&o);
+    // 65·128 + 4·(12·128² + 13·128) + 2·128 = 801,664; FLOPs/token 5,153,280.
+    assert!(out.contains("parameters  801664"), "{out}");
+    assert!(out.contains("FLOPs/token 5153280"), "{out}");
+    assert!(
+        out.contains("vocabulary  65 (characters of the corpus)"),
+        "{out}"
+    );
+}

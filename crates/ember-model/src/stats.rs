@@ -1,0 +1,96 @@
+//! Sizes and costs of a model, from its configuration alone.
+
+use crate::config::GptConfig;
+
+/// Number of learned parameters, all counted once (the LM head shares the embedding):
+///
+/// ```text
+/// vocab·d                     token embedding
+/// + n_layer · (12·d² + 13·d)  per block: qkv 3d²+3d, proj d²+d, fc 4d²+4d, proj 4d²+d, 2 LN 4d
+/// + 2·d                       final LayerNorm
+/// ```
+pub fn param_count(c: &GptConfig) -> usize {
+    let d = c.d_model;
+    c.vocab_size * d + c.n_layer * (12 * d * d + 13 * d) + 2 * d
+}
+
+/// Parameters outside the token embedding.
+pub fn non_embedding_param_count(c: &GptConfig) -> usize {
+    param_count(c) - c.vocab_size * c.d_model
+}
+
+/// Training FLOPs per token: `6·N_non-embedding + 12·n_layer·d_model·block_size`.
+///
+/// Forward plus backward is 6 FLOPs per parameter per token for the matrix products, and the
+/// attention scores and their weighted sum add `12·n_layer·d_model·T`. This is the formula of
+/// the PyTorch reference benchmark (and nanoGPT's MFU), so utilisation figures compare.
+pub fn training_flops_per_token(c: &GptConfig) -> u64 {
+    6 * non_embedding_param_count(c) as u64 + 12 * (c.n_layer * c.d_model * c.block_size) as u64
+}
+
+/// A rough estimate of training memory in bytes for f32 with AdamW.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MemoryEstimate {
+    /// Weights, gradients and the two AdamW moments: 16 bytes per parameter.
+    pub params_grads_optimizer: u64,
+    /// Activations kept for the backward pass of one micro-batch.
+    pub activations: u64,
+}
+
+impl MemoryEstimate {
+    /// Sum of the parts.
+    pub fn total(&self) -> u64 {
+        self.params_grads_optimizer + self.activations
+    }
+}
+
+/// Estimates training memory for micro-batches of `batch` sequences.
+///
+/// Activations follow Korthikanti et al. (2022), `s·b·h·(34 + 5·a·s/h)` bytes per layer at 16
+/// bits, doubled for f32, plus the logits and their gradient (`3·b·s·vocab` floats).
+pub fn training_memory(c: &GptConfig, batch: usize) -> MemoryEstimate {
+    let (s, b, h, a) = (
+        c.block_size as u64,
+        batch as u64,
+        c.d_model as u64,
+        c.n_head as u64,
+    );
+    let per_layer_16bit = s * b * h * 34 + 5 * a * s * s * b;
+    let activations = 2 * per_layer_16bit * c.n_layer as u64 + 3 * b * s * c.vocab_size as u64 * 4;
+    MemoryEstimate {
+        params_grads_optimizer: 16 * param_count(c) as u64,
+        activations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GptConfig;
+    use burn::module::Module;
+    use burn::tensor::Device;
+
+    #[test]
+    fn param_count_matches_the_built_model() {
+        for c in [GptConfig::nano(), GptConfig::cpu_baby()] {
+            let c = GptConfig {
+                vocab_size: 65,
+                ..c
+            };
+            let model = c.init(0, &Device::flex()).unwrap();
+            assert_eq!(model.num_params(), param_count(&c));
+        }
+    }
+
+    #[test]
+    fn flops_match_the_reference_formula_for_cpu_baby() {
+        // 4 layers of 12·128² + 13·128 = 198,272 plus the final LayerNorm's 256 → 793,344
+        // non-embedding parameters; 6·793,344 + 12·4·128·64 = 4,760,064 + 393,216.
+        let c = GptConfig {
+            vocab_size: 65,
+            ..GptConfig::cpu_baby()
+        };
+        assert_eq!(non_embedding_param_count(&c), 793_344);
+        assert_eq!(training_flops_per_token(&c), 5_153_280);
+    }
+}

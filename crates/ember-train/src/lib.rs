@@ -1,0 +1,28 @@
+//! Training a GPT: configuration, optimisation, the loop, evaluation and checkpoints.
+//!
+//! - [`config`]: the run config (`[model]`, `[data]`, `[train]`), strict parsing, `--set`.
+//! - [`optim`]: gradients by name, global-norm clipping, AdamW, warm-up + cosine schedule.
+//! - [`trainer`]: the loop, with an [`Observer`](trainer::Observer) for progress display.
+//! - [`eval`]: loss estimates during training, full-text evaluation for `ember eval`.
+//! - [`checkpoint`]: the versioned, checksummed, atomically written checkpoint format.
+//! - [`metrics`]: `metrics.jsonl`.
+//! - [`params`]: parameters by name (checkpoint keys, optimiser state keys).
+//! - [`run_dir`]: the layout of a run directory.
+//!
+//! Nothing here names a backend: the caller passes a `Device`.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod eval;
+pub mod inference;
+pub mod metrics;
+pub mod optim;
+pub mod params;
+pub mod run_dir;
+pub mod trainer;
+
+pub use checkpoint::Selector;
+pub use config::{RunConfig, TrainConfig};
+pub use error::TrainError;
+pub use trainer::{Observer, Outcome, Trainer};

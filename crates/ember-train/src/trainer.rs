@@ -1,0 +1,565 @@
+//! The training loop.
+//!
+//! ```text
+//! for step in start..max_steps:
+//!     for each of grad_accum micro-batches:
+//!         loss = cross_entropy(model(x), y) / grad_accum;  grads += ∂loss/∂θ
+//!     refuse the update if the loss or the gradient norm is not finite
+//!     clip grads to grad_clip (global norm);  θ = AdamW(θ, grads, lr(step))
+//!     log; every eval_interval: estimate train/val loss; every checkpoint_interval: save
+//! ```
+//!
+//! Everything a step depends on is either in a checkpoint (weights, AdamW moments and count,
+//! the batch sampler's RNG state, step) or a pure function of the step (learning rate, dropout
+//! seed, evaluation batches), which is what makes a resumed run continue exactly.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use ember_data::{BatchSampler, PreparedData, dataset};
+use ember_model::{Gpt, cross_entropy};
+use tracing::info;
+
+use crate::checkpoint::{self, Selector, TrainingState};
+use crate::config::RunConfig;
+use crate::error::TrainError;
+use crate::eval::{batch_tensors, estimate_loss};
+use crate::metrics::{MetricsRecord, MetricsWriter};
+use crate::optim::adamw::Moments;
+use crate::optim::{AdamW, GradBuffer};
+use crate::params::{self, NamedData};
+use crate::run_dir;
+
+/// What one optimiser step measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Steps completed.
+    pub step: u64,
+    /// The run's last step.
+    pub max_steps: u64,
+    /// Mean loss of the step's micro-batches.
+    pub train_loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Training tokens per second of this step.
+    pub tokens_per_s: f64,
+}
+
+/// What an evaluation measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalReport {
+    /// Steps completed.
+    pub step: u64,
+    /// Loss on `eval_iters` training batches.
+    pub train_loss: f64,
+    /// Loss on `eval_iters` validation batches.
+    pub val_loss: f64,
+}
+
+/// Receives progress as training goes (the command line draws a progress bar from it).
+pub trait Observer {
+    /// Training begins at `step` (non-zero when resuming).
+    fn started(&mut self, _step: u64, _max_steps: u64) {}
+    /// A step finished.
+    fn step(&mut self, _report: &StepReport) {}
+    /// An evaluation finished.
+    fn evaluated(&mut self, _report: &EvalReport) {}
+    /// A checkpoint was written.
+    fn checkpointed(&mut self, _step: u64, _dir: &Path) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// How a call to [`Trainer::run`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// `max_steps` reached.
+    Finished {
+        /// Steps completed.
+        step: u64,
+        /// The last validation loss.
+        val_loss: Option<f64>,
+    },
+    /// Stopped early on request, after saving a checkpoint.
+    Interrupted {
+        /// Steps completed.
+        step: u64,
+        /// The checkpoint written.
+        checkpoint: PathBuf,
+    },
+}
+
+/// Counters that checkpoints carry across resumes.
+#[derive(Debug, Clone, PartialEq)]
+struct Progress {
+    step: u64,
+    tokens_seen: u64,
+    elapsed_s: f64,
+    /// The step and validation loss of the latest evaluation.
+    last_eval: Option<(u64, f64)>,
+    best_val_loss: Option<f64>,
+    best_step: Option<u64>,
+}
+
+/// A run in progress.
+pub struct Trainer {
+    config: RunConfig,
+    run_dir: PathBuf,
+    device: Device,
+    data: PreparedData,
+    model: Option<Gpt>,
+    optim: AdamW,
+    sampler: BatchSampler,
+    progress: Progress,
+}
+
+impl Trainer {
+    /// Starts a new run in `run_dir`: prepares the data, writes the resolved config, and
+    /// initialises the model on `device` (training uses `device.autodiff()`).
+    /// If anything fails, the files this call created are removed again.
+    pub fn start(
+        config: RunConfig,
+        run_dir: &Path,
+        device: Device,
+        overwrite: bool,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        let created = run_dir::missing_ancestors(run_dir);
+        run_dir::prepare_new(run_dir, overwrite)?;
+        Self::start_in(config, run_dir, device)
+            .inspect_err(|_| run_dir::discard_new(run_dir, &created))
+    }
+
+    fn start_in(mut config: RunConfig, run_dir: &Path, device: Device) -> Result<Self, TrainError> {
+        let data = dataset::prepare(&config.data, run_dir)?;
+        let vocab = data.tokenizer.vocab_size();
+        if config.model.vocab_size != 0 && config.model.vocab_size != vocab {
+            return Err(TrainError::InvalidConfig {
+                key: "model.vocab_size".into(),
+                value: config.model.vocab_size.to_string(),
+                problem: format!(
+                    "the tokenizer has {vocab} tokens; remove the key to take the tokenizer's size"
+                ),
+            });
+        }
+        config.model.vocab_size = vocab;
+        let path = run_dir::config_path(run_dir);
+        std::fs::write(&path, config.to_toml()).map_err(TrainError::io("writing", &path))?;
+        let model = config
+            .model
+            .init(config.train.seed, &device.clone().autodiff())?;
+        let sampler = BatchSampler::new(
+            config.train.batch_size,
+            config.model.block_size,
+            config.train.seed,
+        );
+        let progress = Progress {
+            step: 0,
+            tokens_seen: 0,
+            elapsed_s: 0.0,
+            last_eval: None,
+            best_val_loss: None,
+            best_step: None,
+        };
+        let trainer = Self {
+            optim: AdamW::new(config.train.adamw()),
+            config,
+            run_dir: run_dir.to_path_buf(),
+            device,
+            data,
+            model: Some(model),
+            sampler,
+            progress,
+        };
+        trainer.check_splits()?;
+        info!(
+            params = trainer.model().num_params(),
+            vocab,
+            "new run in {}",
+            run_dir.display()
+        );
+        Ok(trainer)
+    }
+
+    /// Continues the run in `run_dir` from a checkpoint. `overrides` may change `[train]`
+    /// values (such as `train.max_steps`); `[model]` and `[data]` are fixed by the checkpoint.
+    pub fn resume(
+        run_dir: &Path,
+        selector: Selector,
+        overrides: &[String],
+        device: Device,
+    ) -> Result<Self, TrainError> {
+        let ck = checkpoint::load(&checkpoint::select(run_dir, selector)?)?;
+        let saved = ck.state.config.clone();
+        let config = RunConfig::parse(
+            &saved.to_toml(),
+            overrides,
+            &ck.dir.join(checkpoint::STATE_FILE).display().to_string(),
+        )?;
+        if config.model != saved.model || config.data != saved.data {
+            return Err(TrainError::Config {
+                origin: format!("--set {}", overrides.join(" --set ")),
+                message: "[model] and [data] are fixed by the checkpoint and cannot change on resume; start a new run instead".into(),
+            });
+        }
+        let data = dataset::open_prepared(run_dir)?;
+        if data.tokenizer.fingerprint() != ck.state.tokenizer_fingerprint {
+            return Err(TrainError::Checkpoint {
+                path: ck.dir.clone(),
+                message: format!(
+                    "it was trained with another tokenizer than {}/tokenizer.json",
+                    run_dir.display()
+                ),
+            });
+        }
+        let model = load_model(&config, &ck.model, &ck.dir, &device.clone().autodiff())?;
+        let mut optim = AdamW::new(config.train.adamw());
+        optim.restore(
+            ck.state.optimizer_steps,
+            moments_from(&ck.optimizer, &model, &ck.dir, &device)?,
+        );
+        let mut sampler = BatchSampler::new(
+            config.train.batch_size,
+            config.model.block_size,
+            config.train.seed,
+        );
+        sampler.restore(ck.state.sampler.clone());
+        let s = &ck.state;
+        let progress = Progress {
+            step: s.step,
+            tokens_seen: s.tokens_seen,
+            elapsed_s: s.elapsed_s,
+            last_eval: s.val_loss.map(|v| (s.step, v)),
+            best_val_loss: s.best_val_loss,
+            best_step: s.best_step,
+        };
+        if config != saved {
+            let path = run_dir::config_path(run_dir);
+            std::fs::write(&path, config.to_toml()).map_err(TrainError::io("writing", &path))?;
+        }
+        info!(step = s.step, "resuming from {}", ck.dir.display());
+        let trainer = Self {
+            config,
+            run_dir: run_dir.to_path_buf(),
+            device,
+            data,
+            model: Some(model),
+            optim,
+            sampler,
+            progress,
+        };
+        trainer.check_splits()?;
+        Ok(trainer)
+    }
+
+    fn check_splits(&self) -> Result<(), TrainError> {
+        self.sampler.check_fits(&self.data.train, "train")?;
+        self.sampler.check_fits(&self.data.val, "val")?;
+        Ok(())
+    }
+
+    /// The resolved config.
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// Steps completed.
+    pub fn step(&self) -> u64 {
+        self.progress.step
+    }
+
+    /// The model (in training mode).
+    pub fn model(&self) -> &Gpt {
+        self.model
+            .as_ref()
+            .expect("the model is present between steps")
+    }
+
+    /// The prepared data.
+    pub fn data(&self) -> &PreparedData {
+        &self.data
+    }
+
+    /// Trains until `max_steps`. Stops early, writing a checkpoint and returning
+    /// [`Outcome::Interrupted`], once `stop` becomes true (the current step is finished first)
+    /// or once step `until` is reached.
+    pub fn run(
+        &mut self,
+        observer: &mut dyn Observer,
+        stop: &AtomicBool,
+        until: Option<u64>,
+    ) -> Result<Outcome, TrainError> {
+        let mut metrics =
+            MetricsWriter::open(&run_dir::metrics_path(&self.run_dir), self.progress.step)?;
+        let t = self.config.train.clone();
+        let tokens_per_step = (t.batch_size * t.grad_accum * self.config.model.block_size) as u64;
+        let started = Instant::now();
+        let elapsed_before = self.progress.elapsed_s;
+        let (mut log_tokens, mut log_seconds) = (0u64, 0.0f64);
+        observer.started(self.progress.step, t.max_steps);
+
+        while self.progress.step < t.max_steps {
+            if stop.load(Ordering::SeqCst) || until.is_some_and(|u| self.progress.step >= u) {
+                let dir = self.save_checkpoint()?;
+                observer.checkpointed(self.progress.step, &dir);
+                return Ok(Outcome::Interrupted {
+                    step: self.progress.step,
+                    checkpoint: dir,
+                });
+            }
+            let step_start = Instant::now();
+            let lr = t.schedule().at(self.progress.step);
+            let (train_loss, grad_norm) = self.train_step(lr)?;
+            let seconds = step_start.elapsed().as_secs_f64();
+            self.progress.step += 1;
+            self.progress.tokens_seen += tokens_per_step;
+            self.progress.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
+            log_tokens += tokens_per_step;
+            log_seconds += seconds;
+            let step = self.progress.step;
+            let last = step == t.max_steps;
+            observer.step(&StepReport {
+                step,
+                max_steps: t.max_steps,
+                train_loss,
+                lr,
+                grad_norm,
+                tokens_per_s: tokens_per_step as f64 / seconds,
+            });
+
+            let eval = if step % t.eval_interval == 0 || last {
+                let report = self.evaluate();
+                observer.evaluated(&report);
+                Some(report)
+            } else {
+                None
+            };
+            if step % t.log_interval == 0 || eval.is_some() || last {
+                metrics.write(&MetricsRecord {
+                    step,
+                    train_loss,
+                    lr,
+                    grad_norm,
+                    tokens_per_s: log_tokens as f64 / log_seconds,
+                    elapsed_s: self.progress.elapsed_s,
+                    tokens_seen: self.progress.tokens_seen,
+                    val_loss: eval.map(|e| e.val_loss),
+                    val_ppl: eval.map(|e| e.val_loss.exp()),
+                    eval_train_loss: eval.map(|e| e.train_loss),
+                })?;
+                (log_tokens, log_seconds) = (0, 0.0);
+            }
+            if step % t.checkpoint_interval == 0 || last {
+                let dir = self.save_checkpoint()?;
+                observer.checkpointed(step, &dir);
+            }
+        }
+        Ok(Outcome::Finished {
+            step: self.progress.step,
+            val_loss: self.progress.last_eval.map(|(_, v)| v),
+        })
+    }
+
+    /// One optimiser step at learning rate `lr`. Returns the mean loss and the gradient norm
+    /// before clipping. The model is left untouched if either is not finite.
+    fn train_step(&mut self, lr: f64) -> Result<(f64, f64), TrainError> {
+        let t = &self.config.train;
+        let train_device = self.device.clone().autodiff();
+        let model = self
+            .model
+            .take()
+            .expect("the model is present between steps");
+        let mut grads = GradBuffer::new();
+        let mut losses = Vec::with_capacity(t.grad_accum);
+        for micro in 0..t.grad_accum {
+            if self.config.model.dropout > 0.0 {
+                train_device.seed(dropout_seed(t.seed, self.progress.step, micro as u64));
+            }
+            let batch = self.sampler.next_batch(&self.data.train);
+            let (x, y) = batch_tensors(&batch, &train_device);
+            let loss = cross_entropy(model.forward(x), y);
+            let loss = if t.grad_accum > 1 {
+                loss.div_scalar(t.grad_accum as f64)
+            } else {
+                loss
+            };
+            losses.push(loss.clone().inner());
+            grads.accumulate(&model, &mut loss.backward());
+        }
+        let loss = Tensor::cat(losses, 0).sum().into_scalar::<f32>() as f64;
+        let grad_norm = grads.global_norm();
+        let step = self.progress.step + 1;
+        if !loss.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                what: "loss",
+                value: loss,
+            });
+        }
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFinite {
+                step,
+                what: "gradient norm",
+                value: grad_norm,
+            });
+        }
+        if t.grad_clip > 0.0 {
+            grads.clip_to_norm(grad_norm, t.grad_clip);
+        }
+        self.model = Some(self.optim.step(model, &grads, lr));
+        Ok((loss, grad_norm))
+    }
+
+    /// Estimates the loss on `eval_iters` batches of each split (the same batches every time).
+    fn evaluate(&mut self) -> EvalReport {
+        let t = &self.config.train;
+        let model = self.model().valid();
+        let train_loss = estimate_loss(
+            &model,
+            &self.data.train,
+            t.batch_size,
+            t.eval_iters,
+            t.seed ^ 0x7472_6169_6e00,
+            &self.device,
+        );
+        let val_loss = estimate_loss(
+            &model,
+            &self.data.val,
+            t.batch_size,
+            t.eval_iters,
+            t.seed ^ 0x7661_6c00,
+            &self.device,
+        );
+        let p = &mut self.progress;
+        p.last_eval = Some((p.step, val_loss));
+        if p.best_val_loss.is_none_or(|b| val_loss < b) {
+            p.best_val_loss = Some(val_loss);
+            p.best_step = Some(p.step);
+        }
+        info!(step = p.step, train_loss, val_loss, "evaluated");
+        EvalReport {
+            step: p.step,
+            train_loss,
+            val_loss,
+        }
+    }
+
+    /// Writes a checkpoint of the current state and prunes old ones.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
+        let p = &self.progress;
+        let state = TrainingState {
+            step: p.step,
+            tokens_seen: p.tokens_seen,
+            elapsed_s: p.elapsed_s,
+            val_loss: p.last_eval.filter(|(s, _)| *s == p.step).map(|(_, v)| v),
+            best_val_loss: p.best_val_loss,
+            best_step: p.best_step,
+            sampler: self.sampler.state(),
+            optimizer_steps: self.optim.steps(),
+            tokenizer_fingerprint: self.data.tokenizer.fingerprint(),
+            config: self.config.clone(),
+        };
+        let model = params::read_params(self.model());
+        let dir = checkpoint::save(&self.run_dir, &state, &model, &moments_to(&self.optim))?;
+        checkpoint::prune(&self.run_dir, self.config.train.keep_last)?;
+        Ok(dir)
+    }
+}
+
+/// The dropout seed of micro-batch `micro` of step `step`: a pure function, so a resumed run
+/// draws the same masks.
+fn dropout_seed(seed: u64, step: u64, micro: u64) -> u64 {
+    let mut x =
+        seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    // SplitMix64 finaliser.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Builds the model of `config` on `device` and loads `weights` into it, listing every
+/// mismatch if they do not fit.
+pub fn load_model(
+    config: &RunConfig,
+    weights: &std::collections::BTreeMap<String, NamedData>,
+    source: &Path,
+    device: &Device,
+) -> Result<Gpt, TrainError> {
+    let model = config.model.init(config.train.seed, device)?;
+    let problems = params::mismatches(&model, weights);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().take(8).map(|p| p.to_string()).collect();
+        return Err(TrainError::Checkpoint {
+            path: source.to_path_buf(),
+            message: format!(
+                "its weights do not fit the configured model ({} problem(s): {})",
+                problems.len(),
+                list.join("; ")
+            ),
+        });
+    }
+    Ok(params::load_params(model, weights))
+}
+
+fn moments_to(optim: &AdamW) -> std::collections::BTreeMap<String, NamedData> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, m) in optim.moments() {
+        for (prefix, t) in [("m", &m.m), ("v", &m.v)] {
+            let values = t
+                .to_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("f32");
+            out.insert(
+                format!("{prefix}.{name}"),
+                NamedData {
+                    shape: vec![values.len()],
+                    values,
+                },
+            );
+        }
+    }
+    out
+}
+
+fn moments_from(
+    saved: &std::collections::BTreeMap<String, NamedData>,
+    model: &Gpt,
+    source: &Path,
+    device: &Device,
+) -> Result<std::collections::BTreeMap<String, Moments>, TrainError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, shape) in params::param_shapes(model) {
+        let numel: usize = shape.iter().product();
+        let get = |prefix: &str| -> Result<Tensor<1>, TrainError> {
+            let key = format!("{prefix}.{name}");
+            match saved.get(&key) {
+                Some(d) if d.values.len() == numel => Ok(Tensor::from_data(
+                    TensorData::new(d.values.clone(), [numel]),
+                    device,
+                )),
+                _ => Err(TrainError::Checkpoint {
+                    path: source.to_path_buf(),
+                    message: format!("the optimiser state lacks {key} of {numel} values"),
+                }),
+            }
+        };
+        if saved.contains_key(&format!("m.{name}")) {
+            out.insert(
+                name.clone(),
+                Moments {
+                    m: get("m")?,
+                    v: get("v")?,
+                },
+            );
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,171 @@
+//! Parity with the PyTorch reference (`reference/torch_gpt.py --golden`): the same weights
+//! and batch must give the same logits and loss (within 1e-5), the same gradients and global
+//! gradient norm (within 1e-4), and the same weights after one clipped AdamW step (1e-5).
+//!
+//! `data/golden.json` is the reference's output for seed 1337 (vocab 11, 2 layers, 2 heads,
+//! d_model 8, context 6, batch 2), copied unchanged.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use ember_model::{GptConfig, cross_entropy};
+use ember_train::optim::{AdamW, AdamWConfig, GradBuffer};
+use ember_train::params::{self, NamedData};
+use serde_json::Value;
+
+fn golden() -> Value {
+    serde_json::from_str(include_str!("data/golden.json")).expect("golden.json parses")
+}
+
+fn flatten(v: &Value, out: &mut Vec<f32>, shape: &mut Vec<usize>, depth: usize) {
+    match v {
+        Value::Array(items) => {
+            if shape.len() == depth {
+                shape.push(items.len());
+            }
+            for item in items {
+                flatten(item, out, shape, depth + 1);
+            }
+        }
+        Value::Number(n) => out.push(n.as_f64().expect("number") as f32),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+/// A golden tensor in Burn's layout: PyTorch's Linear weights `[out, in]` are transposed to
+/// Burn's `[in, out]`; the embedding and 1-D tensors are unchanged.
+fn burn_layout(name: &str, v: &Value) -> NamedData {
+    let (mut values, mut shape) = (Vec::new(), Vec::new());
+    flatten(v, &mut values, &mut shape, 0);
+    if shape.len() == 2 && name != "wte.weight" {
+        let (rows, cols) = (shape[0], shape[1]);
+        let mut t = vec![0.0; values.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                t[c * rows + r] = values[r * cols + c];
+            }
+        }
+        values = t;
+        shape = vec![cols, rows];
+    }
+    NamedData { shape, values }
+}
+
+fn named(section: &Value) -> BTreeMap<String, NamedData> {
+    section
+        .as_object()
+        .expect("object")
+        .iter()
+        .map(|(k, v)| (k.clone(), burn_layout(k, v)))
+        .collect()
+}
+
+fn ids(v: &Value, device: &Device) -> Tensor<2, Int> {
+    let rows: Vec<Vec<i64>> = serde_json::from_value(v.clone()).expect("ids");
+    let shape = [rows.len(), rows[0].len()];
+    Tensor::from_data(TensorData::new(rows.concat(), shape), device)
+}
+
+fn assert_close(what: &str, actual: &[f32], expected: &[f32], tol: f32) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    let worst = actual
+        .iter()
+        .zip(expected)
+        .map(|(a, e)| (a - e).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst <= tol,
+        "{what}: max |difference| {worst:e} exceeds {tol:e}"
+    );
+}
+
+#[test]
+fn logits_loss_gradients_and_one_adamw_step_match_pytorch() {
+    let g = golden();
+    let c = &g["config"];
+    let device = Device::flex().autodiff();
+    let config = GptConfig {
+        vocab_size: c["vocab"].as_u64().unwrap() as usize,
+        n_layer: c["n_layer"].as_u64().unwrap() as usize,
+        n_head: c["n_head"].as_u64().unwrap() as usize,
+        d_model: c["d_model"].as_u64().unwrap() as usize,
+        block_size: c["block"].as_u64().unwrap() as usize,
+        ..GptConfig::nano()
+    };
+    let weights = named(&g["weights"]);
+    let model = config.init(0, &device).unwrap();
+    assert!(
+        params::mismatches(&model, &weights).is_empty(),
+        "{:?}",
+        params::mismatches(&model, &weights)
+    );
+    let model = params::load_params(model, &weights);
+
+    // Forward: logits and loss.
+    let logits = model.forward(ids(&g["inputs"], &device));
+    let (mut expected, mut shape) = (Vec::new(), Vec::new());
+    flatten(&g["logits"], &mut expected, &mut shape, 0);
+    assert_eq!(logits.dims().to_vec(), shape);
+    assert_close(
+        "logits",
+        &logits.to_data().try_to_vec::<f32>().unwrap(),
+        &expected,
+        1e-5,
+    );
+    let loss = cross_entropy(logits, ids(&g["targets"], &device));
+    let loss_value = loss.clone().into_scalar::<f32>();
+    assert_close(
+        "loss",
+        &[loss_value],
+        &[g["loss"].as_f64().unwrap() as f32],
+        1e-5,
+    );
+
+    // Backward: every gradient and the global norm.
+    let mut grads = GradBuffer::new();
+    grads.accumulate(&model, &mut loss.backward());
+    let expected_grads = named(&g["grads"]);
+    assert_eq!(grads.names().count(), expected_grads.len());
+    for (name, exp) in &expected_grads {
+        // GradBuffer holds gradients flattened in the parameter's (Burn) layout.
+        let got = grads
+            .get(name)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert_close(
+            &format!("gradient of {name}"),
+            &got.to_data().try_to_vec::<f32>().unwrap(),
+            &exp.values,
+            1e-4,
+        );
+    }
+    let norm = grads.global_norm();
+    assert_close(
+        "global gradient norm",
+        &[norm as f32],
+        &[g["grad_norm_before_clip"].as_f64().unwrap() as f32],
+        1e-4,
+    );
+
+    // One step: clip to 0.5 (this batch exceeds it), AdamW with the reference's settings.
+    let opt = &c["optimizer"];
+    let clip = opt["grad_clip"].as_f64().unwrap();
+    assert!(norm > clip, "the golden batch must exercise clipping");
+    grads.clip_to_norm(norm, clip);
+    let betas = opt["betas"].as_array().unwrap();
+    let mut adamw = AdamW::new(AdamWConfig {
+        beta1: betas[0].as_f64().unwrap(),
+        beta2: betas[1].as_f64().unwrap(),
+        eps: opt["eps"].as_f64().unwrap(),
+        weight_decay: opt["weight_decay"].as_f64().unwrap(),
+    });
+    let model = adamw.step(model, &grads, opt["lr"].as_f64().unwrap());
+    let after = params::read_params(&model);
+    for (name, exp) in named(&g["weights_after_one_step"]) {
+        assert_close(
+            &format!("{name} after one step"),
+            &after[&name].values,
+            &exp.values,
+            1e-5,
+        );
+    }
+}
