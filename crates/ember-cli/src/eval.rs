@@ -79,11 +79,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         });
         println!("{out}");
     } else {
-        println!(
-            "checkpoint {} (step {})",
-            loaded.checkpoint.display(),
-            loaded.step
-        );
+        println!("checkpoint {} (step {})", loaded.checkpoint.display(), loaded.step);
         println!("{source}: {} tokens, {chars} characters", r.tokens);
         println!("loss        {:.4} nats/token", r.loss());
         println!("perplexity  {:.3}", r.perplexity());

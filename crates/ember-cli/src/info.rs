@@ -33,8 +33,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
             }
             TokenizerKind::Char => {
                 // The vocabulary is the corpus's characters: read it.
-                config.model.vocab_size =
-                    CharTokenizer::from_text(&read_corpus(&config.data.path)?).vocab_size();
+                config.model.vocab_size = CharTokenizer::from_text(&read_corpus(&config.data.path)?).vocab_size();
                 "characters of the corpus"
             }
         }

@@ -53,10 +53,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 Some(dir) => dir.clone(),
                 None => default_run_dir(config_path)?,
             };
-            (
-                Trainer::start(config, &run_dir, device, args.overwrite)?,
-                run_dir,
-            )
+            (Trainer::start(config, &run_dir, device, args.overwrite)?, run_dir)
         }
         (None, Some(run_dir)) => {
             let saved = RunConfig::parse(
@@ -95,10 +92,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             let val = val_loss
                 .map(|v| format!(", val loss {v:.4} (perplexity {:.2})", v.exp()))
                 .unwrap_or_default();
-            eprintln!(
-                "finished {step} steps{val}; run directory {}",
-                run_dir.display()
-            );
+            eprintln!("finished {step} steps{val}; run directory {}", run_dir.display());
             eprintln!(
                 "next: ember eval --run {0}   |   ember sample --run {0}",
                 run_dir.display()
@@ -118,9 +112,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// `runs/<config file name without extension>`.
 fn default_run_dir(config: &Path) -> Result<PathBuf> {
-    let stem = config
-        .file_stem()
-        .context("the config path has no file name")?;
+    let stem = config.file_stem().context("the config path has no file name")?;
     Ok(Path::new("runs").join(stem))
 }
 
@@ -132,8 +124,7 @@ fn install_signal_handlers() -> Result<Arc<AtomicBool>> {
     for signal in [SIGINT, SIGTERM] {
         signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
             .context("installing a signal handler")?;
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing a signal handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing a signal handler")?;
     }
     Ok(stop)
 }
@@ -146,19 +137,13 @@ struct Bar {
 
 impl Bar {
     fn new(max_steps: u64) -> Self {
-        let bar =
-            ProgressBar::with_draw_target(Some(max_steps), ProgressDrawTarget::stderr_with_hz(4));
+        let bar = ProgressBar::with_draw_target(Some(max_steps), ProgressDrawTarget::stderr_with_hz(4));
         bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]",
-            )
-            .expect("valid template"),
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
+                .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(500));
-        Self {
-            bar,
-            smoothed: None,
-        }
+        Self { bar, smoothed: None }
     }
 
     fn println(&self, line: String) {
@@ -190,10 +175,8 @@ impl Observer for Bar {
         };
         self.smoothed = Some(s);
         self.bar.set_position(r.step);
-        self.bar.set_message(format!(
-            "loss {s:.4} | lr {:.2e} | {:.0} tok/s",
-            r.lr, r.tokens_per_s
-        ));
+        self.bar
+            .set_message(format!("loss {s:.4} | lr {:.2e} | {:.0} tok/s", r.lr, r.tokens_per_s));
         if self.bar.is_hidden() && (r.step % 100 == 0 || r.step == 1) {
             eprintln!(
                 "step {}: train loss {:.4}, lr {:.2e}, {:.0} tok/s",

@@ -2,89 +2,13 @@
 //! directory and checks its exit code, output and files.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 
-/// The tiny-shakespeare corpus: `EMBER_TEST_CORPUS`, else `data/tinyshakespeare.txt` in the
-/// workspace. `scripts/test.sh` fetches it first.
-fn corpus() -> PathBuf {
-    if let Ok(p) = std::env::var("EMBER_TEST_CORPUS") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/tinyshakespeare.txt");
-    assert!(
-        p.exists(),
-        "these tests train on tiny-shakespeare: run scripts/get-data.sh first (or the suite through scripts/test.sh)"
-    );
-    p
-}
+mod common;
 
-fn ember(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ember"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("ember runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Runs ember and asserts success.
-fn ok(dir: &Path, args: &[&str]) -> Output {
-    let o = ember(dir, args);
-    assert!(o.status.success(), "ember {args:?} failed:\n{}", stderr(&o));
-    o
-}
-
-/// Runs ember and asserts a one-line `error: …` and a non-zero exit code, with no panic.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let o = ember(dir, args);
-    let err = stderr(&o);
-    assert!(!o.status.success(), "ember {args:?} should fail");
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "ember {args:?} panicked:\n{err}"
-    );
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("no error line in:\n{err}"));
-    line.to_string()
-}
-
-/// A nano config reading the test corpus.
-fn nano_config(dir: &Path, extra: &str) -> PathBuf {
-    let text =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/nano.toml"))
-            .unwrap();
-    let text = text.replace(
-        "path = \"data/tinyshakespeare.txt\"",
-        &format!("path = {:?}", corpus().display().to_string()),
-    );
-    let path = dir.join("nano.toml");
-    fs::write(&path, format!("{text}\n{extra}")).unwrap();
-    path
-}
-
-fn metrics(run: &Path) -> Vec<Value> {
-    fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn file_sha(path: &Path) -> Vec<u8> {
-    fs::read(path).unwrap()
-}
+use common::*;
 
 #[test]
 fn train_eval_sample_end_to_end() {
@@ -104,10 +28,7 @@ fn train_eval_sample_end_to_end() {
         ],
     );
     let err = stderr(&o);
-    assert!(
-        err.contains("step 30: train loss") && err.contains("val loss"),
-        "{err}"
-    );
+    assert!(err.contains("step 30: train loss") && err.contains("val loss"), "{err}");
     let run = dir.join("runs/nano");
     for f in [
         "config.toml",
@@ -145,28 +66,17 @@ fn train_eval_sample_end_to_end() {
 
     let o = ok(dir, &["eval", "--run", "runs/nano", "--json"]);
     let e: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    for key in [
-        "loss",
-        "perplexity",
-        "tokens",
-        "bits_per_token",
-        "bits_per_char",
-    ] {
+    for key in ["loss", "perplexity", "tokens", "bits_per_token", "bits_per_char"] {
         assert!(e.get(key).is_some(), "{key} missing from {e}");
     }
     let loss = e["loss"].as_f64().unwrap();
     assert!((e["perplexity"].as_f64().unwrap() - loss.exp()).abs() < 1e-6);
     // char-level: one token per character
-    assert!(
-        (e["bits_per_char"].as_f64().unwrap() - e["bits_per_token"].as_f64().unwrap()).abs() < 1e-9
-    );
+    assert!((e["bits_per_char"].as_f64().unwrap() - e["bits_per_token"].as_f64().unwrap()).abs() < 1e-9);
     assert_eq!(e["tokens"].as_u64().unwrap(), 111_538); // the last 10% of 1,115,394 characters, minus the first
 
     let text = stdout(&ok(dir, &["eval", "--run", "runs/nano"]));
-    assert!(
-        text.contains("perplexity") && text.contains("bits/char"),
-        "{text}"
-    );
+    assert!(text.contains("perplexity") && text.contains("bits/char"), "{text}");
 
     let a = stdout(&ok(
         dir,
@@ -201,27 +111,11 @@ fn train_eval_sample_end_to_end() {
     assert!(a.starts_with("ROMEO:") && a.len() > 40, "{a}");
     let s1 = stdout(&ok(
         dir,
-        &[
-            "sample",
-            "--run",
-            "runs/nano",
-            "--seed",
-            "5",
-            "--max-new-tokens",
-            "30",
-        ],
+        &["sample", "--run", "runs/nano", "--seed", "5", "--max-new-tokens", "30"],
     ));
     let s2 = stdout(&ok(
         dir,
-        &[
-            "sample",
-            "--run",
-            "runs/nano",
-            "--seed",
-            "5",
-            "--max-new-tokens",
-            "30",
-        ],
+        &["sample", "--run", "runs/nano", "--seed", "5", "--max-new-tokens", "30"],
     ));
     assert_eq!(s1, s2, "the same seed samples the same text");
 }
@@ -261,33 +155,18 @@ fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
     assert_eq!(metrics(&dir.join("resumed")).len(), 20);
     ok(dir, &["train", "--resume", "resumed"]);
 
-    let (a, b) = (
-        metrics(&dir.join("straight")),
-        metrics(&dir.join("resumed")),
-    );
+    let (a, b) = (metrics(&dir.join("straight")), metrics(&dir.join("resumed")));
     assert_eq!(a.len(), 40);
     assert_eq!(b.len(), 40);
     for (x, y) in a.iter().zip(&b) {
-        for key in [
-            "step",
-            "train_loss",
-            "lr",
-            "grad_norm",
-            "tokens_seen",
-            "val_loss",
-        ] {
-            assert_eq!(
-                x.get(key),
-                y.get(key),
-                "{key} differs at step {}",
-                x["step"]
-            );
+        for key in ["step", "train_loss", "lr", "grad_norm", "tokens_seen", "val_loss"] {
+            assert_eq!(x.get(key), y.get(key), "{key} differs at step {}", x["step"]);
         }
     }
     for f in ["model.safetensors", "optimizer.safetensors"] {
         let p = |run: &str| dir.join(run).join("checkpoints/step-00000040").join(f);
         assert!(
-            file_sha(&p("straight")) == file_sha(&p("resumed")),
+            bytes(&p("straight")) == bytes(&p("resumed")),
             "{f} differs after resuming"
         );
     }
@@ -312,43 +191,22 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
             "model.n_head = 3: must divide d_model = 32",
         ),
         (
-            vec![
-                "train",
-                "--config",
-                "nano.toml",
-                "--set",
-                "model.block_size=0",
-            ],
+            vec!["train", "--config", "nano.toml", "--set", "model.block_size=0"],
             "model.block_size = 0",
         ),
         (
-            vec![
-                "train",
-                "--config",
-                "nano.toml",
-                "--set",
-                "train.warmup_steps=1000",
-            ],
+            vec!["train", "--config", "nano.toml", "--set", "train.warmup_steps=1000"],
             "train.warmup_steps = 1000: exceeds train.max_steps",
         ),
         (
-            vec![
-                "train",
-                "--config",
-                "nano.toml",
-                "--set",
-                "data.path=nowhere.txt",
-            ],
+            vec!["train", "--config", "nano.toml", "--set", "data.path=nowhere.txt"],
             "data file nowhere.txt does not exist; run scripts/get-data.sh",
         ),
         (
             vec!["train", "--config", "nano.toml", "--device", "tpu"],
             "--device tpu: unknown device",
         ),
-        (
-            vec!["eval", "--run", "no-such-run"],
-            "no-such-run: does not exist",
-        ),
+        (vec!["eval", "--run", "no-such-run"], "no-such-run: does not exist"),
         (
             vec!["sample", "--run", "no-such-run", "--temperature=-1"],
             "temperature = -1",
@@ -361,10 +219,7 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
             "ember {args:?}: expected {expected:?} in {line:?}"
         );
     }
-    assert!(
-        !dir.join("runs").exists(),
-        "failed commands must not create a run"
-    );
+    assert!(!dir.join("runs").exists(), "failed commands must not create a run");
 }
 
 #[test]
@@ -386,7 +241,7 @@ fn an_existing_run_is_never_overwritten_by_accident() {
             "train.warmup_steps=1",
         ],
     );
-    let before = file_sha(&dir.join("r/checkpoints/step-00000003/model.safetensors"));
+    let before = bytes(&dir.join("r/checkpoints/step-00000003/model.safetensors"));
     let line = fails(
         dir,
         &[
@@ -406,7 +261,7 @@ fn an_existing_run_is_never_overwritten_by_accident() {
         "{line}"
     );
     assert_eq!(
-        file_sha(&dir.join("r/checkpoints/step-00000003/model.safetensors")),
+        bytes(&dir.join("r/checkpoints/step-00000003/model.safetensors")),
         before
     );
     ok(
@@ -449,19 +304,14 @@ fn eval_text_outside_the_vocabulary_is_refused() {
     fs::write(dir.join("odd.txt"), "Hello — naïve ☃\n").unwrap();
     let line = fails(dir, &["eval", "--run", "r", "--text", "odd.txt"]);
     assert!(
-        line.contains(
-            "eval file odd.txt contains 3 character(s) outside the tokenizer's vocabulary"
-        ),
+        line.contains("eval file odd.txt contains 3 character(s) outside the tokenizer's vocabulary"),
         "{line}"
     );
     let text = "First Citizen:\nBefore we proceed any further, hear me speak.\n";
     fs::write(dir.join("ok.txt"), text).unwrap();
     let o = ok(dir, &["eval", "--run", "r", "--text", "ok.txt", "--json"]);
     let e: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    assert_eq!(
-        e["tokens"].as_u64().unwrap() as usize,
-        text.chars().count() - 1
-    );
+    assert_eq!(e["tokens"].as_u64().unwrap() as usize, text.chars().count() - 1);
 }
 
 #[test]
@@ -484,8 +334,5 @@ fn info_reports_size_and_cost() {
     // 65·128 + 4·(12·128² + 13·128) + 2·128 = 801,664; FLOPs/token 5,153,280.
     assert!(out.contains("parameters  801664"), "{out}");
     assert!(out.contains("FLOPs/token 5153280"), "{out}");
-    assert!(
-        out.contains("vocabulary  65 (characters of the corpus)"),
-        "{out}"
-    );
+    assert!(out.contains("vocabulary  65 (characters of the corpus)"), "{out}");
 }

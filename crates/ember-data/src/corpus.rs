@@ -78,9 +78,7 @@ mod tests {
     #[test]
     fn rejects_missing_empty_binary_and_non_utf8_files() {
         let dir = tempfile::tempdir().unwrap();
-        let missing = read_corpus(&dir.path().join("nope.txt"))
-            .unwrap_err()
-            .to_string();
+        let missing = read_corpus(&dir.path().join("nope.txt")).unwrap_err().to_string();
         assert!(
             missing.contains("does not exist") && missing.contains("get-data.sh"),
             "{missing}"
@@ -108,11 +106,6 @@ mod tests {
         );
         let sub = dir.path().join("sub");
         fs::create_dir(&sub).unwrap();
-        assert!(
-            read_corpus(&sub)
-                .unwrap_err()
-                .to_string()
-                .contains("no .txt files")
-        );
+        assert!(read_corpus(&sub).unwrap_err().to_string().contains("no .txt files"));
     }
 }

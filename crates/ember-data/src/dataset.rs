@@ -67,9 +67,7 @@ impl DataConfig {
                 problem: "must be between 0 and 1 (exclusive), e.g. 0.1".into(),
             });
         }
-        if self.tokenizer == TokenizerKind::Bpe
-            && self.vocab_size < crate::tokenizer::bpe::MIN_VOCAB
-        {
+        if self.tokenizer == TokenizerKind::Bpe && self.vocab_size < crate::tokenizer::bpe::MIN_VOCAB {
             return Err(DataError::InvalidConfig {
                 key: "vocab_size",
                 value: self.vocab_size.to_string(),
@@ -194,20 +192,15 @@ pub fn prepare(config: &DataConfig, run_dir: &Path) -> Result<PreparedData, Data
 pub fn open_prepared(run_dir: &Path) -> Result<PreparedData, DataError> {
     let paths = RunDataPaths::new(run_dir);
     let tokenizer = Tokenizer::load(&paths.tokenizer)?;
-    let meta_text =
-        fs::read_to_string(&paths.meta).map_err(DataError::io("reading", &paths.meta))?;
-    let meta: TokenMeta =
-        serde_json::from_str(&meta_text).map_err(|e| DataError::BadTokenFile {
-            path: paths.meta.clone(),
-            reason: e.to_string(),
-        })?;
+    let meta_text = fs::read_to_string(&paths.meta).map_err(DataError::io("reading", &paths.meta))?;
+    let meta: TokenMeta = serde_json::from_str(&meta_text).map_err(|e| DataError::BadTokenFile {
+        path: paths.meta.clone(),
+        reason: e.to_string(),
+    })?;
     if meta.tokenizer_fingerprint != tokenizer.fingerprint() {
         return Err(DataError::BadTokenFile {
             path: paths.meta.clone(),
-            reason: format!(
-                "it was made with another tokenizer than {}",
-                paths.tokenizer.display()
-            ),
+            reason: format!("it was made with another tokenizer than {}", paths.tokenizer.display()),
         });
     }
     let train = TokenFile::open(&paths.train)?;
@@ -216,10 +209,7 @@ pub fn open_prepared(run_dir: &Path) -> Result<PreparedData, DataError> {
         if file.len() != expected {
             return Err(DataError::BadTokenFile {
                 path: file.path().to_path_buf(),
-                reason: format!(
-                    "it holds {} tokens where meta.json records {expected}",
-                    file.len()
-                ),
+                reason: format!("it holds {} tokens where meta.json records {expected}", file.len()),
             });
         }
     }

@@ -93,9 +93,7 @@ pub enum DataError {
         problem: String,
     },
     /// A token file is damaged or was written by something else.
-    #[error(
-        "token file {path} is damaged ({reason}); delete it and it will be rebuilt from the corpus"
-    )]
+    #[error("token file {path} is damaged ({reason}); delete it and it will be rebuilt from the corpus")]
     BadTokenFile {
         /// The file.
         path: PathBuf,
@@ -106,15 +104,8 @@ pub enum DataError {
 
 impl DataError {
     /// Wraps an I/O error with what was being done and to which file.
-    pub fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> DataError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
         let path = path.into();
-        move |source| DataError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| DataError::Io { action, path, source }
     }
 }

@@ -114,10 +114,7 @@ mod tests {
         let b = BatchSampler::new(4, 8, 1).next_batch(&tokens);
         assert_eq!((b.inputs.len(), b.targets.len()), (32, 32));
         for row in 0..4 {
-            let (i, t) = (
-                &b.inputs[row * 8..row * 8 + 8],
-                &b.targets[row * 8..row * 8 + 8],
-            );
+            let (i, t) = (&b.inputs[row * 8..row * 8 + 8], &b.targets[row * 8..row * 8 + 8]);
             for k in 0..8 {
                 assert_eq!(t[k], i[k] + 1); // consecutive ids in this file
             }
@@ -128,12 +125,8 @@ mod tests {
     fn windows_cover_the_whole_range_including_both_ends() {
         let (_dir, tokens) = file(10);
         let mut s = BatchSampler::new(1, 4, 3);
-        let starts: std::collections::BTreeSet<u32> =
-            (0..500).map(|_| s.next_batch(&tokens).inputs[0]).collect();
-        assert_eq!(
-            starts.into_iter().collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4, 5]
-        );
+        let starts: std::collections::BTreeSet<u32> = (0..500).map(|_| s.next_batch(&tokens).inputs[0]).collect();
+        assert_eq!(starts.into_iter().collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5]);
     }
 
     #[test]
@@ -163,10 +156,6 @@ mod tests {
             msg.starts_with("the val split has 8 tokens, but one window of block_size + 1 = 9"),
             "{msg}"
         );
-        assert!(
-            BatchSampler::new(1, 7, 0)
-                .check_fits(&tokens, "val")
-                .is_ok()
-        );
+        assert!(BatchSampler::new(1, 7, 0).check_fits(&tokens, "val").is_ok());
     }
 }

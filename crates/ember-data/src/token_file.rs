@@ -51,8 +51,7 @@ impl TokenFile {
         }
         let tmp = path.with_extension("tmp");
         let mut file = File::create(&tmp).map_err(DataError::io("creating", &tmp))?;
-        file.write_all(&bytes)
-            .map_err(DataError::io("writing", &tmp))?;
+        file.write_all(&bytes).map_err(DataError::io("writing", &tmp))?;
         file.sync_all().map_err(DataError::io("syncing", &tmp))?;
         fs::rename(&tmp, path).map_err(DataError::io("renaming into place", path))
     }
@@ -154,16 +153,8 @@ mod tests {
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         let msg = TokenFile::open(&path).unwrap_err().to_string();
-        assert!(
-            msg.contains("promises 3 tokens") && msg.contains("rebuilt"),
-            "{msg}"
-        );
+        assert!(msg.contains("promises 3 tokens") && msg.contains("rebuilt"), "{msg}");
         fs::write(&path, b"garbage garbage garbage!").unwrap();
-        assert!(
-            TokenFile::open(&path)
-                .unwrap_err()
-                .to_string()
-                .contains("EMBERTOK")
-        );
+        assert!(TokenFile::open(&path).unwrap_err().to_string().contains("EMBERTOK"));
     }
 }

@@ -136,11 +136,7 @@ impl GptConfig {
             return bad("dropout", &self.dropout, "must be in [0, 1)".into());
         }
         if !(self.rope_theta > 1.0) || !self.rope_theta.is_finite() {
-            return bad(
-                "rope_theta",
-                &self.rope_theta,
-                "must be a finite number above 1".into(),
-            );
+            return bad("rope_theta", &self.rope_theta, "must be a finite number above 1".into());
         }
         if !(self.ln_eps > 0.0) || !self.ln_eps.is_finite() {
             return bad(
@@ -172,11 +168,7 @@ mod tests {
 
     #[test]
     fn presets_are_valid() {
-        for c in [
-            GptConfig::nano(),
-            GptConfig::cpu_baby(),
-            GptConfig::shakespeare_char(),
-        ] {
+        for c in [GptConfig::nano(), GptConfig::cpu_baby(), GptConfig::shakespeare_char()] {
             c.validate().unwrap();
         }
     }
@@ -202,9 +194,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = toml::from_str::<GptConfig>("n_layers = 3")
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<GptConfig>("n_layers = 3").unwrap_err().to_string();
         assert!(err.contains("n_layers"), "{err}");
     }
 
@@ -216,21 +206,13 @@ mod tests {
             ..GptConfig::nano()
         };
         let msg = c.validate().unwrap_err().to_string();
-        assert!(
-            msg.starts_with("model.n_head = 3: must divide d_model = 128"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("model.n_head = 3: must divide d_model = 128"), "{msg}");
         let c = GptConfig {
             n_head: 4,
             d_model: 12,
             ..GptConfig::nano()
         };
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("odd head size")
-        );
+        assert!(c.validate().unwrap_err().to_string().contains("odd head size"));
         let c = GptConfig {
             block_size: 0,
             ..GptConfig::nano()
@@ -245,12 +227,7 @@ mod tests {
             dropout: 1.0,
             ..GptConfig::nano()
         };
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("model.dropout = 1")
-        );
+        assert!(c.validate().unwrap_err().to_string().starts_with("model.dropout = 1"));
         assert!(GptConfig::nano().validate_complete().is_err());
     }
 }

@@ -48,10 +48,7 @@ impl<'a> Generator<'a> {
         if let Some(&id) = prompt.iter().find(|&&id| id as usize >= vocab) {
             return Err(ModelError::TokenOutOfRange { id, vocab });
         }
-        assert!(
-            !prompt.is_empty(),
-            "generation needs at least one prompt token"
-        );
+        assert!(!prompt.is_empty(), "generation needs at least one prompt token");
         let block = self.model.block_size;
         let mut tokens = prompt.to_vec();
         let mut start = tokens.len().saturating_sub(block);
@@ -75,11 +72,7 @@ impl<'a> Generator<'a> {
                 self.model.forward(self.tensor(&tokens[start..]))
             };
             let [_, seq, _] = logits.dims();
-            let last: Vec<f32> = logits
-                .narrow(1, seq - 1, 1)
-                .to_data()
-                .try_to_vec()
-                .expect("f32 logits");
+            let last: Vec<f32> = logits.narrow(1, seq - 1, 1).to_data().try_to_vec().expect("f32 logits");
             let next = sampler.sample(&last);
             tokens.push(next);
             new_tokens.push(next);
@@ -121,13 +114,7 @@ mod tests {
         .unwrap()
     }
 
-    fn run(
-        model: &Gpt,
-        prompt: &[u32],
-        n: usize,
-        use_cache: bool,
-        sampler: &mut Sampler,
-    ) -> Vec<u32> {
+    fn run(model: &Gpt, prompt: &[u32], n: usize, use_cache: bool, sampler: &mut Sampler) -> Vec<u32> {
         let g = Generator::new(model, Device::flex());
         g.generate(
             prompt,
@@ -184,9 +171,6 @@ mod tests {
             &mut Sampler::greedy(),
             |_| {},
         );
-        assert_eq!(
-            err.unwrap_err(),
-            ModelError::TokenOutOfRange { id: 13, vocab: 13 }
-        );
+        assert_eq!(err.unwrap_err(), ModelError::TokenOutOfRange { id: 13, vocab: 13 });
     }
 }

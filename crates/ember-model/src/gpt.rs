@@ -10,10 +10,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
-use ember_nn::{
-    Block, BlockConfig, KvCache, LayerNorm, LayerNormConfig, TokenEmbedding, TokenEmbeddingConfig,
-    init,
-};
+use ember_nn::{Block, BlockConfig, KvCache, LayerNorm, LayerNormConfig, TokenEmbedding, TokenEmbeddingConfig, init};
 
 use crate::config::GptConfig;
 use crate::error::ModelError;
@@ -48,12 +45,8 @@ impl GptConfig {
             .with_gelu(self.gelu)
             .with_init_std(init_std)
             .with_proj_init_std(proj_init_std);
-        let blocks = (0..self.n_layer)
-            .map(|_| block.init(&mut rng, device))
-            .collect();
-        let ln_f = LayerNormConfig::new(self.d_model)
-            .with_eps(self.ln_eps)
-            .init(device);
+        let blocks = (0..self.n_layer).map(|_| block.init(&mut rng, device)).collect();
+        let ln_f = LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device);
         Ok(Gpt {
             wte,
             blocks,
@@ -121,10 +114,7 @@ mod tests {
     }
 
     fn logits(model: &Gpt, tokens: &[i64]) -> Vec<f32> {
-        let t = Tensor::<2, Int>::from_data(
-            TensorData::new(tokens.to_vec(), [1, tokens.len()]),
-            &device(),
-        );
+        let t = Tensor::<2, Int>::from_data(TensorData::new(tokens.to_vec(), [1, tokens.len()]), &device());
         model.forward(t).to_data().try_to_vec::<f32>().unwrap()
     }
 

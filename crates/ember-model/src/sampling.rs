@@ -19,12 +19,7 @@ impl Sampler {
     /// divided by it, the `top_k` most likely tokens are kept, then the smallest set whose
     /// probability reaches `top_p`, and a token is drawn from what remains with a generator
     /// seeded by `seed`.
-    pub fn new(
-        temperature: f64,
-        top_k: Option<usize>,
-        top_p: Option<f64>,
-        seed: u64,
-    ) -> Result<Self, ModelError> {
+    pub fn new(temperature: f64, top_k: Option<usize>, top_p: Option<f64>, seed: u64) -> Result<Self, ModelError> {
         if !(temperature >= 0.0) || !temperature.is_finite() {
             return Err(ModelError::InvalidSampling {
                 option: "temperature",
@@ -82,11 +77,7 @@ impl Sampler {
     /// sum to one.
     pub fn distribution(&self, logits: &[f32]) -> Vec<(usize, f64)> {
         let t = self.temperature.max(f64::MIN_POSITIVE);
-        let mut ranked: Vec<(usize, f64)> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| (i, l as f64 / t))
-            .collect();
+        let mut ranked: Vec<(usize, f64)> = logits.iter().enumerate().map(|(i, &l)| (i, l as f64 / t)).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         if let Some(k) = self.top_k {
             ranked.truncate(k);
@@ -143,13 +134,9 @@ mod tests {
     fn temperature_scales_the_softmax() {
         // logits [ln 3, 0] at T = 1 → [0.75, 0.25]; at T = 2 → [√3, 1]/(√3 + 1).
         let logits = [3f32.ln(), 0.0];
-        let d = Sampler::new(1.0, None, None, 0)
-            .unwrap()
-            .distribution(&logits);
+        let d = Sampler::new(1.0, None, None, 0).unwrap().distribution(&logits);
         assert!((d[0].1 - 0.75).abs() < 1e-6);
-        let d = Sampler::new(2.0, None, None, 0)
-            .unwrap()
-            .distribution(&logits);
+        let d = Sampler::new(2.0, None, None, 0).unwrap().distribution(&logits);
         let s3 = 3f64.sqrt();
         assert!((d[0].1 - s3 / (s3 + 1.0)).abs() < 1e-6);
     }
@@ -158,19 +145,13 @@ mod tests {
     fn top_k_and_top_p_cut_the_tail() {
         // probabilities ∝ [4, 3, 2, 1] / 10
         let logits: Vec<f32> = [4f32, 3.0, 2.0, 1.0].iter().map(|p| p.ln()).collect();
-        let d = Sampler::new(1.0, Some(2), None, 0)
-            .unwrap()
-            .distribution(&logits);
+        let d = Sampler::new(1.0, Some(2), None, 0).unwrap().distribution(&logits);
         assert_eq!(d.iter().map(|e| e.0).collect::<Vec<_>>(), vec![0, 1]);
         assert!((d[0].1 - 4.0 / 7.0).abs() < 1e-6);
         // top-p 0.7: 0.4 + 0.3 reaches it; 0.71 needs the third token.
-        let d = Sampler::new(1.0, None, Some(0.7), 0)
-            .unwrap()
-            .distribution(&logits);
+        let d = Sampler::new(1.0, None, Some(0.7), 0).unwrap().distribution(&logits);
         assert_eq!(d.len(), 2);
-        let d = Sampler::new(1.0, None, Some(0.71), 0)
-            .unwrap()
-            .distribution(&logits);
+        let d = Sampler::new(1.0, None, Some(0.71), 0).unwrap().distribution(&logits);
         assert_eq!(d.len(), 3);
     }
 
@@ -182,10 +163,7 @@ mod tests {
         for _ in 0..20_000 {
             counts[s.sample(&logits) as usize] += 1;
         }
-        assert!(
-            (counts[0] as f64 / 20_000.0 - 0.7).abs() < 0.02,
-            "{counts:?}"
-        );
+        assert!((counts[0] as f64 / 20_000.0 - 0.7).abs() < 0.02, "{counts:?}");
         let draw = |seed| {
             let mut s = Sampler::new(1.0, None, None, seed).unwrap();
             (0..32).map(|_| s.sample(&logits)).collect::<Vec<_>>()

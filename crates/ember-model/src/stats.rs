@@ -49,12 +49,7 @@ impl MemoryEstimate {
 /// Activations follow Korthikanti et al. (2022), `s·b·h·(34 + 5·a·s/h)` bytes per layer at 16
 /// bits, doubled for f32, plus the logits and their gradient (`3·b·s·vocab` floats).
 pub fn training_memory(c: &GptConfig, batch: usize) -> MemoryEstimate {
-    let (s, b, h, a) = (
-        c.block_size as u64,
-        batch as u64,
-        c.d_model as u64,
-        c.n_head as u64,
-    );
+    let (s, b, h, a) = (c.block_size as u64, batch as u64, c.d_model as u64, c.n_head as u64);
     let per_layer_16bit = s * b * h * 34 + 5 * a * s * s * b;
     let activations = 2 * per_layer_16bit * c.n_layer as u64 + 3 * b * s * c.vocab_size as u64 * 4;
     MemoryEstimate {
@@ -73,10 +68,7 @@ mod tests {
     #[test]
     fn param_count_matches_the_built_model() {
         for c in [GptConfig::nano(), GptConfig::cpu_baby()] {
-            let c = GptConfig {
-                vocab_size: 65,
-                ..c
-            };
+            let c = GptConfig { vocab_size: 65, ..c };
             let model = c.init(0, &Device::flex()).unwrap();
             assert_eq!(model.num_params(), param_count(&c));
         }

@@ -67,18 +67,14 @@ impl BlockConfig {
     /// Creates the block.
     pub fn init(&self, rng: &mut InitRng, device: &Device) -> Block {
         Block {
-            ln1: LayerNormConfig::new(self.d_model)
-                .with_eps(self.ln_eps)
-                .init(device),
+            ln1: LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device),
             attn: CausalSelfAttentionConfig::new(self.d_model, self.n_heads, self.max_seq)
                 .with_rope_theta(self.rope_theta)
                 .with_dropout(self.dropout)
                 .with_init_std(self.init_std)
                 .with_proj_init_std(self.proj_init_std)
                 .init(rng, device),
-            ln2: LayerNormConfig::new(self.d_model)
-                .with_eps(self.ln_eps)
-                .init(device),
+            ln2: LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device),
             mlp: MlpConfig::new(self.d_model, 4 * self.d_model)
                 .with_gelu(self.gelu)
                 .with_init_std(self.init_std)
@@ -97,10 +93,7 @@ impl Block {
             + self
                 .resid_dropout
                 .forward(self.attn.forward(self.ln1.forward(x), cache));
-        x.clone()
-            + self
-                .resid_dropout
-                .forward(self.mlp.forward(self.ln2.forward(x)))
+        x.clone() + self.resid_dropout.forward(self.mlp.forward(self.ln2.forward(x)))
     }
 }
 
@@ -118,10 +111,7 @@ mod tests {
         block.attn.proj.weight = Param::from_tensor(Tensor::zeros([8, 8], &device));
         block.mlp.proj.weight = Param::from_tensor(Tensor::zeros([32, 8], &device));
         let x = Tensor::<3>::from_data(
-            burn::tensor::TensorData::new(
-                init::normal_vec(&mut init::seeded(1), 32, 1.0),
-                [1, 4, 8],
-            ),
+            burn::tensor::TensorData::new(init::normal_vec(&mut init::seeded(1), 32, 1.0), [1, 4, 8]),
             &device,
         );
         assert_close(&values(&block.forward(x.clone(), None)), &values(&x), 0.0);

@@ -83,11 +83,7 @@ mod tests {
         let tokens = Tensor::<2, Int>::from_data(TensorData::from([[2, 0], [1, 1]]), &device());
         let out = table().forward(tokens);
         assert_eq!(out.dims(), [2, 2, 2]);
-        assert_close(
-            &values(&out),
-            &[5.0, 6.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0],
-            0.0,
-        );
+        assert_close(&values(&out), &[5.0, 6.0, 1.0, 2.0, 3.0, 4.0, 3.0, 4.0], 0.0);
     }
 
     #[test]

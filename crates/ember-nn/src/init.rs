@@ -40,23 +40,14 @@ pub fn normal_vec(rng: &mut InitRng, n: usize, std: f64) -> Vec<f32> {
 }
 
 /// A parameter of the given shape drawn from N(0, std²).
-pub fn normal<const D: usize>(
-    shape: [usize; D],
-    std: f64,
-    rng: &mut InitRng,
-    device: &Device,
-) -> Param<Tensor<D>> {
+pub fn normal<const D: usize>(shape: [usize; D], std: f64, rng: &mut InitRng, device: &Device) -> Param<Tensor<D>> {
     let n = shape.iter().product();
     let data = TensorData::new(normal_vec(rng, n, std), shape);
     Param::from_tensor(Tensor::from_data(data, device))
 }
 
 /// A parameter filled with `value`.
-pub fn constant<const D: usize>(
-    shape: [usize; D],
-    value: f32,
-    device: &Device,
-) -> Param<Tensor<D>> {
+pub fn constant<const D: usize>(shape: [usize; D], value: f32, device: &Device) -> Param<Tensor<D>> {
     Param::from_tensor(Tensor::full(shape, value, device))
 }
 
@@ -64,13 +55,7 @@ pub fn constant<const D: usize>(
 ///
 /// Burn's [`Linear`] stores its weight as `[d_input, d_output]`, the transpose of PyTorch's
 /// `[out_features, in_features]`.
-pub fn linear(
-    d_input: usize,
-    d_output: usize,
-    std: f64,
-    rng: &mut InitRng,
-    device: &Device,
-) -> Linear {
+pub fn linear(d_input: usize, d_output: usize, std: f64, rng: &mut InitRng, device: &Device) -> Linear {
     Linear {
         weight: normal([d_input, d_output], std, rng, device),
         bias: Some(constant([d_output], 0.0, device)),

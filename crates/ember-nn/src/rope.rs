@@ -108,10 +108,7 @@ mod tests {
     use crate::test_util::{assert_close, device, values};
 
     fn x_at(values: &[f32], seq: usize, d_head: usize) -> Tensor<4> {
-        Tensor::from_data(
-            TensorData::new(values.to_vec(), [1, 1, seq, d_head]),
-            &device(),
-        )
+        Tensor::from_data(TensorData::new(values.to_vec(), [1, 1, seq, d_head]), &device())
     }
 
     #[test]

@@ -16,9 +16,6 @@ pub fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
 pub fn assert_close(actual: &[f32], expected: &[f32], tol: f32) {
     assert_eq!(actual.len(), expected.len(), "length differs");
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= tol,
-            "element {i}: {a} vs expected {e} (tol {tol})"
-        );
+        assert!((a - e).abs() <= tol, "element {i}: {a} vs expected {e} (tol {tol})");
     }
 }

@@ -188,10 +188,7 @@ fn write_files(
     let files = [
         (MODEL_FILE, safetensors_bytes(model)),
         (OPTIMIZER_FILE, safetensors_bytes(optimizer)),
-        (
-            STATE_FILE,
-            serde_json::to_vec_pretty(state).expect("serialisable"),
-        ),
+        (STATE_FILE, serde_json::to_vec_pretty(state).expect("serialisable")),
     ];
     let mut entries = BTreeMap::new();
     for (name, bytes) in &files {
@@ -219,8 +216,7 @@ fn write_files(
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let mut f = File::create(path).map_err(TrainError::io("creating", path))?;
-    f.write_all(bytes)
-        .map_err(TrainError::io("writing", path))?;
+    f.write_all(bytes).map_err(TrainError::io("writing", path))?;
     f.sync_all().map_err(TrainError::io("syncing", path))
 }
 
@@ -255,8 +251,7 @@ fn read_safetensors(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, NamedD
         path: path.to_path_buf(),
         message,
     };
-    let st =
-        SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -293,8 +288,8 @@ pub fn verify(dir: &Path) -> Result<Manifest, TrainError> {
             "{MANIFEST_FILE} cannot be read ({e}); the checkpoint is incomplete"
         ))
     })?;
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| bad(format!("{MANIFEST_FILE} is damaged ({e})")))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("{MANIFEST_FILE} is damaged ({e})")))?;
     if manifest.format != FORMAT_NAME {
         return Err(bad(format!(
             "{MANIFEST_FILE} describes a \"{}\", not an ember checkpoint",
@@ -357,8 +352,7 @@ pub fn select(run_dir: &Path, selector: Selector) -> Result<PathBuf, TrainError>
     if all.is_empty() {
         return Err(TrainError::RunDir {
             path: run_dir.to_path_buf(),
-            message: "holds no checkpoint; train first (ember train --config …), or check the path"
-                .into(),
+            message: "holds no checkpoint; train first (ember train --config …), or check the path".into(),
         });
     }
     let dir = match selector {
@@ -369,10 +363,7 @@ pub fn select(run_dir: &Path, selector: Selector) -> Result<PathBuf, TrainError>
                 let steps: Vec<String> = all.iter().map(|(s, _)| s.to_string()).collect();
                 return Err(TrainError::RunDir {
                     path: run_dir.to_path_buf(),
-                    message: format!(
-                        "has no checkpoint at step {step}; available: {}",
-                        steps.join(", ")
-                    ),
+                    message: format!("has no checkpoint at step {step}; available: {}", steps.join(", ")),
                 });
             }
         },
@@ -447,17 +438,30 @@ pub fn load(dir: &Path) -> Result<Checkpoint, TrainError> {
 
 /// Deletes checkpoints beyond the newest `keep_last`, except the one with the lowest
 /// validation loss. Damaged checkpoints are left alone for the user to inspect.
+///
+/// A checkpoint is first renamed to `.trash-step-…` (atomic), then deleted, so a crash
+/// half-way through a deletion never leaves a damaged `step-…` directory behind; leftovers of
+/// such a crash are deleted on the next call.
 pub fn prune(run_dir: &Path, keep_last: usize) -> Result<(), TrainError> {
+    let root = checkpoints_dir(run_dir);
+    for entry in fs::read_dir(&root).into_iter().flatten().filter_map(|e| e.ok()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".trash-") || name.starts_with(".tmp-") {
+            fs::remove_dir_all(entry.path()).map_err(TrainError::io("removing leftover", entry.path()))?;
+        }
+    }
     let all = list(run_dir);
     if all.len() <= keep_last {
         return Ok(());
     }
     let best = select(run_dir, Selector::Best).ok();
-    for (_, dir) in &all[..all.len() - keep_last] {
+    for (step, dir) in &all[..all.len() - keep_last] {
         if Some(dir) == best.as_ref() || verify(dir).is_err() {
             continue;
         }
-        fs::remove_dir_all(dir).map_err(TrainError::io("removing old checkpoint", dir))?;
+        let trash = root.join(format!(".trash-{}", step_name(*step)));
+        fs::rename(dir, &trash).map_err(TrainError::io("renaming old checkpoint", dir))?;
+        fs::remove_dir_all(&trash).map_err(TrainError::io("removing old checkpoint", &trash))?;
     }
     Ok(())
 }
@@ -494,23 +498,13 @@ mod tests {
     #[test]
     fn round_trips_every_part() {
         let run = tempfile::tempdir().unwrap();
-        let dir = save(
-            run.path(),
-            &state(5, Some(1.5)),
-            &tensors(0.5),
-            &tensors(7.0),
-        )
-        .unwrap();
+        let dir = save(run.path(), &state(5, Some(1.5)), &tensors(0.5), &tensors(7.0)).unwrap();
         assert!(dir.ends_with("checkpoints/step-00000005"));
         let ck = load(&dir).unwrap();
         assert_eq!(ck.state, state(5, Some(1.5)));
         assert_eq!(ck.model, tensors(0.5));
         assert_eq!(ck.optimizer, tensors(7.0));
-        assert!(
-            !checkpoints_dir(run.path())
-                .join(".tmp-step-00000005")
-                .exists()
-        );
+        assert!(!checkpoints_dir(run.path()).join(".tmp-step-00000005").exists());
     }
 
     #[test]
@@ -523,13 +517,8 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
         fs::write(&model, &bytes).unwrap();
-        let msg = select(run.path(), Selector::Latest)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("model.safetensors is damaged: its SHA-256"),
-            "{msg}"
-        );
+        let msg = select(run.path(), Selector::Latest).unwrap_err().to_string();
+        assert!(msg.contains("model.safetensors is damaged: its SHA-256"), "{msg}");
         assert!(
             msg.contains("the newest good checkpoint is step 1: pass --checkpoint 1"),
             "{msg}"

@@ -155,11 +155,7 @@ impl TrainConfig {
             }
         }
         if !positive(self.eps) {
-            return bad(
-                "eps",
-                &self.eps,
-                "must be a small positive number such as 1e-8",
-            );
+            return bad("eps", &self.eps, "must be a small positive number such as 1e-8");
         }
         if self.eval_interval == 0 {
             return bad("eval_interval", &self.eval_interval, "must be at least 1");
@@ -171,18 +167,10 @@ impl TrainConfig {
             return bad("log_interval", &self.log_interval, "must be at least 1");
         }
         if self.checkpoint_interval == 0 {
-            return bad(
-                "checkpoint_interval",
-                &self.checkpoint_interval,
-                "must be at least 1",
-            );
+            return bad("checkpoint_interval", &self.checkpoint_interval, "must be at least 1");
         }
         if self.keep_last == 0 {
-            return bad(
-                "keep_last",
-                &self.keep_last,
-                "must keep at least the latest checkpoint",
-            );
+            return bad("keep_last", &self.keep_last, "must keep at least the latest checkpoint");
         }
         Ok(())
     }
@@ -249,10 +237,7 @@ impl RunConfig {
 /// " (line N)" for a parse error with a position.
 fn line_hint(text: &str, e: &toml::de::Error) -> String {
     match e.span() {
-        Some(span) => format!(
-            " (line {})",
-            text[..span.start.min(text.len())].lines().count().max(1)
-        ),
+        Some(span) => format!(" (line {})", text[..span.start.min(text.len())].lines().count().max(1)),
         None => String::new(),
     }
 }
@@ -328,9 +313,7 @@ pub fn apply_override(table: &mut toml::Table, spec: &str) -> Result<(), String>
         return Err("expected section.key=value, e.g. train.max_steps=50".into());
     };
     let Some((section, name)) = key.trim().split_once('.') else {
-        return Err(format!(
-            "\"{key}\" names no section; write e.g. train.{key}=..."
-        ));
+        return Err(format!("\"{key}\" names no section; write e.g. train.{key}=..."));
     };
     let raw = raw.trim();
     let value = match format!("v = {raw}").parse::<toml::Table>() {
@@ -367,12 +350,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_toml() {
-        let c = RunConfig::parse(
-            "[model]\nn_layer = 3\n[data]\ntokenizer = \"bpe\"\n",
-            &[],
-            "t",
-        )
-        .unwrap();
+        let c = RunConfig::parse("[model]\nn_layer = 3\n[data]\ntokenizer = \"bpe\"\n", &[], "t").unwrap();
         assert_eq!(RunConfig::parse(&c.to_toml(), &[], "t").unwrap(), c);
     }
 
@@ -388,10 +366,7 @@ mod tests {
         let e = RunConfig::parse("[trian]\nlr = 1e-3\n", &[], "x.toml")
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("unknown section [trian]; did you mean \"train\"?"),
-            "{e}"
-        );
+        assert!(e.contains("unknown section [trian]; did you mean \"train\"?"), "{e}");
         let e = RunConfig::parse("[model]\nzzzzzzzz = 1\n", &[], "x.toml")
             .unwrap_err()
             .to_string();
@@ -454,9 +429,7 @@ mod tests {
             ("model.block_size=0", "model.block_size = 0"),
             ("model.n_head=3", "model.n_head = 3"),
         ] {
-            let e = RunConfig::parse("", &[o.into()], "t")
-                .unwrap_err()
-                .to_string();
+            let e = RunConfig::parse("", &[o.into()], "t").unwrap_err().to_string();
             assert!(e.starts_with(start), "{o}: {e}");
         }
     }

@@ -75,15 +75,8 @@ pub enum TrainError {
 
 impl TrainError {
     /// Wraps an I/O error with what was being done and to which file.
-    pub fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> TrainError {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
         let path = path.into();
-        move |source| TrainError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| TrainError::Io { action, path, source }
     }
 }

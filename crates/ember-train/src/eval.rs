@@ -21,14 +21,7 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<
 /// Mean loss over `iters` batches drawn with a sampler seeded by `seed`. The same seed gives
 /// the same batches, so successive estimates during a run compare like with like. `model`
 /// must be in evaluation mode (no autodiff, no dropout).
-pub fn estimate_loss(
-    model: &Gpt,
-    tokens: &TokenFile,
-    batch: usize,
-    iters: usize,
-    seed: u64,
-    device: &Device,
-) -> f64 {
+pub fn estimate_loss(model: &Gpt, tokens: &TokenFile, batch: usize, iters: usize, seed: u64, device: &Device) -> f64 {
     let mut sampler = BatchSampler::new(batch, model.block_size, seed);
     let mut total = 0.0;
     for _ in 0..iters {
@@ -130,12 +123,7 @@ mod tests {
         let a = evaluate_sequence(&model, &ids, 1, &device);
         let b = evaluate_sequence(&model, &ids, 3, &device);
         assert_eq!(a.tokens, 22);
-        assert!(
-            (a.nll_sum - b.nll_sum).abs() < 1e-4,
-            "{} vs {}",
-            a.nll_sum,
-            b.nll_sum
-        );
+        assert!((a.nll_sum - b.nll_sum).abs() < 1e-4, "{} vs {}", a.nll_sum, b.nll_sum);
         // an untrained model predicts close to uniformly: loss ≈ ln 7
         assert!((a.loss() - 7f64.ln()).abs() < 0.1, "{}", a.loss());
     }

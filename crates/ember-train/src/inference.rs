@@ -27,13 +27,12 @@ pub struct LoadedRun {
 
 /// Loads the selected checkpoint of `run_dir` onto `device` (no autodiff), checking that the
 /// run's `tokenizer.json` is the one the checkpoint was trained with.
-pub fn load_run(
-    run_dir: &Path,
-    selector: Selector,
-    device: &Device,
-) -> Result<LoadedRun, TrainError> {
+pub fn load_run(run_dir: &Path, selector: Selector, device: &Device) -> Result<LoadedRun, TrainError> {
     if !run_dir.is_dir() {
-        return Err(TrainError::RunDir { path: run_dir.to_path_buf(), message: "does not exist; pass the directory `ember train` wrote (e.g. runs/shakespeare-char)".into() });
+        return Err(TrainError::RunDir {
+            path: run_dir.to_path_buf(),
+            message: "does not exist; pass the directory `ember train` wrote (e.g. runs/shakespeare-char)".into(),
+        });
     }
     let dir = checkpoint::select(run_dir, selector)?;
     let ck = checkpoint::load(&dir)?;

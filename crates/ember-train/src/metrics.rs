@@ -56,9 +56,7 @@ impl MetricsWriter {
     /// `keep_through` (records a resumed run will write again).
     pub fn open(path: &Path, keep_through: u64) -> Result<Self, TrainError> {
         if path.exists() {
-            let kept = read_records(path)?
-                .into_iter()
-                .filter(|r| r.step <= keep_through);
+            let kept = read_records(path)?.into_iter().filter(|r| r.step <= keep_through);
             let tmp = path.with_extension("jsonl.tmp");
             let mut out = File::create(&tmp).map_err(TrainError::io("creating", &tmp))?;
             for r in kept {
@@ -135,11 +133,7 @@ mod tests {
             .unwrap();
         let mut w = MetricsWriter::open(&path, 3).unwrap();
         w.write(&record(4)).unwrap();
-        let steps: Vec<u64> = read_records(&path)
-            .unwrap()
-            .iter()
-            .map(|r| r.step)
-            .collect();
+        let steps: Vec<u64> = read_records(&path).unwrap().iter().map(|r| r.step).collect();
         assert_eq!(steps, vec![1, 2, 3, 4]);
     }
 

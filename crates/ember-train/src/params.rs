@@ -66,10 +66,7 @@ pub fn read_params<M: Module>(module: &M) -> BTreeMap<String, NamedData> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let data = param.val().into_data();
             let shape = data.shape().to_vec();
-            let values = data
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32 values");
+            let values = data.convert::<f32>().try_into_vec::<f32>().expect("f32 values");
             self.1.insert(self.0.name(), NamedData { shape, values });
         }
     }
@@ -101,23 +98,15 @@ impl std::fmt::Display for ParamMismatch {
         match self {
             ParamMismatch::Missing(n) => write!(f, "{n} is missing"),
             ParamMismatch::Unexpected(n) => write!(f, "{n} is not a parameter of this model"),
-            ParamMismatch::Shape {
-                name,
-                expected,
-                found,
-            } => write!(
-                f,
-                "{name} has shape {found:?}, the model expects {expected:?}"
-            ),
+            ParamMismatch::Shape { name, expected, found } => {
+                write!(f, "{name} has shape {found:?}, the model expects {expected:?}")
+            }
         }
     }
 }
 
 /// Every way `source` does not fit `module` (empty when it fits exactly).
-pub fn mismatches<M: Module>(
-    module: &M,
-    source: &BTreeMap<String, NamedData>,
-) -> Vec<ParamMismatch> {
+pub fn mismatches<M: Module>(module: &M, source: &BTreeMap<String, NamedData>) -> Vec<ParamMismatch> {
     let shapes = param_shapes(module);
     let mut out = Vec::new();
     for (name, expected) in &shapes {
@@ -153,10 +142,7 @@ pub fn load_params<M: Module>(module: M, source: &BTreeMap<String, NamedData>) -
         }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let name = self.0.name();
-            let src = self
-                .1
-                .get(&name)
-                .unwrap_or_else(|| panic!("no values for {name}"));
+            let src = self.1.get(&name).unwrap_or_else(|| panic!("no values for {name}"));
             let (id, old, mapper) = param.consume();
             assert_eq!(src.shape, old.dims().to_vec(), "shape of {name}");
             let data = TensorData::new(src.values.clone(), src.shape.clone());
@@ -199,10 +185,7 @@ mod tests {
             "blocks.1.mlp.proj.bias",
             "ln_f.bias",
         ] {
-            assert!(
-                names.iter().any(|n| n == expected),
-                "{expected} not in {names:?}"
-            );
+            assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
         }
     }
 
@@ -237,10 +220,7 @@ mod tests {
             },
         );
         values.get_mut("wte.weight").unwrap().shape = vec![8, 11];
-        let found: Vec<String> = mismatches(&m, &values)
-            .iter()
-            .map(|m| m.to_string())
-            .collect();
+        let found: Vec<String> = mismatches(&m, &values).iter().map(|m| m.to_string()).collect();
         assert_eq!(
             found,
             vec![

@@ -94,17 +94,12 @@ mod tests {
         fs::write(dir.path().join("notes.txt"), "mine").unwrap();
         let msg = prepare_new(dir.path(), false).unwrap_err().to_string();
         assert!(
-            msg.contains("already holds a run")
-                && msg.contains("--resume")
-                && msg.contains("--overwrite"),
+            msg.contains("already holds a run") && msg.contains("--resume") && msg.contains("--overwrite"),
             "{msg}"
         );
         assert!(config_path(dir.path()).exists());
         prepare_new(dir.path(), true).unwrap();
         assert!(!config_path(dir.path()).exists());
-        assert_eq!(
-            fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
-            "mine"
-        );
+        assert_eq!(fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine");
     }
 }

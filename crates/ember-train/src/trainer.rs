@@ -124,17 +124,11 @@ impl Trainer {
     /// Starts a new run in `run_dir`: prepares the data, writes the resolved config, and
     /// initialises the model on `device` (training uses `device.autodiff()`).
     /// If anything fails, the files this call created are removed again.
-    pub fn start(
-        config: RunConfig,
-        run_dir: &Path,
-        device: Device,
-        overwrite: bool,
-    ) -> Result<Self, TrainError> {
+    pub fn start(config: RunConfig, run_dir: &Path, device: Device, overwrite: bool) -> Result<Self, TrainError> {
         config.validate()?;
         let created = run_dir::missing_ancestors(run_dir);
         run_dir::prepare_new(run_dir, overwrite)?;
-        Self::start_in(config, run_dir, device)
-            .inspect_err(|_| run_dir::discard_new(run_dir, &created))
+        Self::start_in(config, run_dir, device).inspect_err(|_| run_dir::discard_new(run_dir, &created))
     }
 
     fn start_in(mut config: RunConfig, run_dir: &Path, device: Device) -> Result<Self, TrainError> {
@@ -144,22 +138,14 @@ impl Trainer {
             return Err(TrainError::InvalidConfig {
                 key: "model.vocab_size".into(),
                 value: config.model.vocab_size.to_string(),
-                problem: format!(
-                    "the tokenizer has {vocab} tokens; remove the key to take the tokenizer's size"
-                ),
+                problem: format!("the tokenizer has {vocab} tokens; remove the key to take the tokenizer's size"),
             });
         }
         config.model.vocab_size = vocab;
         let path = run_dir::config_path(run_dir);
         std::fs::write(&path, config.to_toml()).map_err(TrainError::io("writing", &path))?;
-        let model = config
-            .model
-            .init(config.train.seed, &device.clone().autodiff())?;
-        let sampler = BatchSampler::new(
-            config.train.batch_size,
-            config.model.block_size,
-            config.train.seed,
-        );
+        let model = config.model.init(config.train.seed, &device.clone().autodiff())?;
+        let sampler = BatchSampler::new(config.train.batch_size, config.model.block_size, config.train.seed);
         let progress = Progress {
             step: 0,
             tokens_seen: 0,
@@ -168,7 +154,7 @@ impl Trainer {
             best_val_loss: None,
             best_step: None,
         };
-        let trainer = Self {
+        let mut trainer = Self {
             optim: AdamW::new(config.train.adamw()),
             config,
             run_dir: run_dir.to_path_buf(),
@@ -179,6 +165,8 @@ impl Trainer {
             progress,
         };
         trainer.check_splits()?;
+        // A step-0 checkpoint makes the run resumable from its first moment.
+        trainer.save_checkpoint()?;
         info!(
             params = trainer.model().num_params(),
             vocab,
@@ -225,11 +213,7 @@ impl Trainer {
             ck.state.optimizer_steps,
             moments_from(&ck.optimizer, &model, &ck.dir, &device)?,
         );
-        let mut sampler = BatchSampler::new(
-            config.train.batch_size,
-            config.model.block_size,
-            config.train.seed,
-        );
+        let mut sampler = BatchSampler::new(config.train.batch_size, config.model.block_size, config.train.seed);
         sampler.restore(ck.state.sampler.clone());
         let s = &ck.state;
         let progress = Progress {
@@ -277,9 +261,7 @@ impl Trainer {
 
     /// The model (in training mode).
     pub fn model(&self) -> &Gpt {
-        self.model
-            .as_ref()
-            .expect("the model is present between steps")
+        self.model.as_ref().expect("the model is present between steps")
     }
 
     /// The prepared data.
@@ -296,8 +278,7 @@ impl Trainer {
         stop: &AtomicBool,
         until: Option<u64>,
     ) -> Result<Outcome, TrainError> {
-        let mut metrics =
-            MetricsWriter::open(&run_dir::metrics_path(&self.run_dir), self.progress.step)?;
+        let mut metrics = MetricsWriter::open(&run_dir::metrics_path(&self.run_dir), self.progress.step)?;
         let t = self.config.train.clone();
         let tokens_per_step = (t.batch_size * t.grad_accum * self.config.model.block_size) as u64;
         let started = Instant::now();
@@ -372,10 +353,7 @@ impl Trainer {
     fn train_step(&mut self, lr: f64) -> Result<(f64, f64), TrainError> {
         let t = &self.config.train;
         let train_device = self.device.clone().autodiff();
-        let model = self
-            .model
-            .take()
-            .expect("the model is present between steps");
+        let model = self.model.take().expect("the model is present between steps");
         let mut grads = GradBuffer::new();
         let mut losses = Vec::with_capacity(t.grad_accum);
         for micro in 0..t.grad_accum {
@@ -476,8 +454,7 @@ impl Trainer {
 /// The dropout seed of micro-batch `micro` of step `step`: a pure function, so a resumed run
 /// draws the same masks.
 fn dropout_seed(seed: u64, step: u64, micro: u64) -> u64 {
-    let mut x =
-        seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03);
     // SplitMix64 finaliser.
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -512,11 +489,7 @@ fn moments_to(optim: &AdamW) -> std::collections::BTreeMap<String, NamedData> {
     let mut out = std::collections::BTreeMap::new();
     for (name, m) in optim.moments() {
         for (prefix, t) in [("m", &m.m), ("v", &m.v)] {
-            let values = t
-                .to_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .expect("f32");
+            let values = t.to_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
             out.insert(
                 format!("{prefix}.{name}"),
                 NamedData {
@@ -541,10 +514,9 @@ fn moments_from(
         let get = |prefix: &str| -> Result<Tensor<1>, TrainError> {
             let key = format!("{prefix}.{name}");
             match saved.get(&key) {
-                Some(d) if d.values.len() == numel => Ok(Tensor::from_data(
-                    TensorData::new(d.values.clone(), [numel]),
-                    device,
-                )),
+                Some(d) if d.values.len() == numel => {
+                    Ok(Tensor::from_data(TensorData::new(d.values.clone(), [numel]), device))
+                }
                 _ => Err(TrainError::Checkpoint {
                     path: source.to_path_buf(),
                     message: format!("the optimiser state lacks {key} of {numel} values"),

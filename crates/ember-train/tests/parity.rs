@@ -73,10 +73,7 @@ fn assert_close(what: &str, actual: &[f32], expected: &[f32], tol: f32) {
         .zip(expected)
         .map(|(a, e)| (a - e).abs())
         .fold(0.0f32, f32::max);
-    assert!(
-        worst <= tol,
-        "{what}: max |difference| {worst:e} exceeds {tol:e}"
-    );
+    assert!(worst <= tol, "{what}: max |difference| {worst:e} exceeds {tol:e}");
 }
 
 #[test]
@@ -114,12 +111,7 @@ fn logits_loss_gradients_and_one_adamw_step_match_pytorch() {
     );
     let loss = cross_entropy(logits, ids(&g["targets"], &device));
     let loss_value = loss.clone().into_scalar::<f32>();
-    assert_close(
-        "loss",
-        &[loss_value],
-        &[g["loss"].as_f64().unwrap() as f32],
-        1e-5,
-    );
+    assert_close("loss", &[loss_value], &[g["loss"].as_f64().unwrap() as f32], 1e-5);
 
     // Backward: every gradient and the global norm.
     let mut grads = GradBuffer::new();
@@ -128,9 +120,7 @@ fn logits_loss_gradients_and_one_adamw_step_match_pytorch() {
     assert_eq!(grads.names().count(), expected_grads.len());
     for (name, exp) in &expected_grads {
         // GradBuffer holds gradients flattened in the parameter's (Burn) layout.
-        let got = grads
-            .get(name)
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let got = grads.get(name).unwrap_or_else(|| panic!("no gradient for {name}"));
         assert_close(
             &format!("gradient of {name}"),
             &got.to_data().try_to_vec::<f32>().unwrap(),

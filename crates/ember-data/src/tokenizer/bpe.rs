@@ -14,13 +14,7 @@ use tokenizers::{AddedToken, TokenizerBuilder, TokenizerImpl};
 
 use crate::error::DataError;
 
-type Inner = TokenizerImpl<
-    BPE,
-    NormalizerWrapper,
-    PreTokenizerWrapper,
-    PostProcessorWrapper,
-    DecoderWrapper,
->;
+type Inner = TokenizerImpl<BPE, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>;
 
 /// The smallest vocabulary byte-level BPE can have: the 256 byte symbols.
 pub const MIN_VOCAB: usize = 256;
@@ -39,9 +33,7 @@ impl BpeTokenizer {
             return Err(DataError::InvalidConfig {
                 key: "vocab_size",
                 value: vocab_size.to_string(),
-                problem: format!(
-                    "byte-level BPE needs at least {MIN_VOCAB} tokens (one per byte); try 512 or more"
-                ),
+                problem: format!("byte-level BPE needs at least {MIN_VOCAB} tokens (one per byte); try 512 or more"),
             });
         }
         let mut trainer = BpeTrainerBuilder::new()
@@ -53,9 +45,7 @@ impl BpeTokenizer {
             .build();
         let mut tokenizer: Inner = TokenizerBuilder::new()
             .with_model(BPE::default())
-            .with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(ByteLevel::new(
-                false, true, true,
-            ))))
+            .with_pre_tokenizer(Some(PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, true))))
             .with_decoder(Some(DecoderWrapper::ByteLevel(ByteLevelDecoder::default())))
             .build()
             .map_err(|e| DataError::BpeTraining(e.to_string()))?;
@@ -95,16 +85,12 @@ impl BpeTokenizer {
 
     /// The Hugging Face `tokenizer.json` text.
     pub fn to_json(&self) -> String {
-        self.inner
-            .to_string(false)
-            .expect("a trained tokenizer serialises")
+        self.inner.to_string(false).expect("a trained tokenizer serialises")
     }
 
     /// Parses a Hugging Face `tokenizer.json`.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let inner: tokenizers::Tokenizer = text
-            .parse()
-            .map_err(|e| format!("not a tokenizers JSON file: {e}"))?;
+        let inner: tokenizers::Tokenizer = text.parse().map_err(|e| format!("not a tokenizers JSON file: {e}"))?;
         Ok(Self { inner })
     }
 }

@@ -22,11 +22,7 @@ impl CharTokenizer {
     }
 
     fn from_chars(chars: Vec<char>) -> Self {
-        let ids = chars
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| (c, i as u32))
-            .collect();
+        let ids = chars.iter().enumerate().map(|(i, &c)| (c, i as u32)).collect();
         Self { chars, ids }
     }
 
@@ -74,14 +70,9 @@ impl CharTokenizer {
     /// Parses [`to_json`](Self::to_json)'s output.
     pub fn from_json(value: &serde_json::Value) -> Result<Self, String> {
         if value[KIND_KEY] != 1 {
-            return Err(format!(
-                "unsupported character tokenizer version {}",
-                value[KIND_KEY]
-            ));
+            return Err(format!("unsupported character tokenizer version {}", value[KIND_KEY]));
         }
-        let vocab = value["vocab"]
-            .as_str()
-            .ok_or("the \"vocab\" string is missing")?;
+        let vocab = value["vocab"].as_str().ok_or("the \"vocab\" string is missing")?;
         let chars: Vec<char> = vocab.chars().collect();
         if chars.is_empty() || chars.windows(2).any(|w| w[0] >= w[1]) {
             return Err("the \"vocab\" characters must be non-empty, sorted and distinct".into());
@@ -107,10 +98,7 @@ mod tests {
     fn unknown_characters_are_listed() {
         let t = CharTokenizer::from_text("abc");
         let msg = t.encode("abz!z", "the prompt").unwrap_err().to_string();
-        assert!(
-            msg.starts_with("the prompt contains 2 character(s) outside"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("the prompt contains 2 character(s) outside"), "{msg}");
         assert!(msg.contains("'!' 'z'"), "{msg}");
     }
 

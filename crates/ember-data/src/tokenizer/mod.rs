@@ -81,8 +81,7 @@ impl Tokenizer {
 
     /// Parses `tokenizer.json` text of either kind.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
         if value.get(char::KIND_KEY).is_some() {
             Ok(Tokenizer::Char(CharTokenizer::from_json(&value)?))
         } else {
@@ -100,10 +99,7 @@ impl Tokenizer {
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -25,9 +25,7 @@ impl AttentionMask {
     pub fn allows(&self, query_pos: usize, key_pos: usize) -> bool {
         match *self {
             AttentionMask::Causal => key_pos <= query_pos,
-            AttentionMask::SlidingWindow { window } => {
-                key_pos <= query_pos && query_pos - key_pos < window
-            }
+            AttentionMask::SlidingWindow { window } => key_pos <= query_pos && query_pos - key_pos < window,
         }
     }
 
@@ -39,11 +37,7 @@ impl AttentionMask {
         let mut bias = Vec::with_capacity(max_seq * max_seq);
         for q in 0..max_seq {
             for k in 0..max_seq {
-                bias.push(if self.allows(q, k) {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                });
+                bias.push(if self.allows(q, k) { 0.0 } else { f32::NEG_INFINITY });
             }
         }
         Tensor::from_data(TensorData::new(bias, [max_seq, max_seq]), device)
@@ -69,19 +63,13 @@ mod tests {
     #[test]
     fn causal_table_is_lower_triangular() {
         let t = AttentionMask::Causal.bias_table(3, &device());
-        assert_eq!(
-            values(&t),
-            vec![0.0, NEG, NEG, 0.0, 0.0, NEG, 0.0, 0.0, 0.0]
-        );
+        assert_eq!(values(&t), vec![0.0, NEG, NEG, 0.0, 0.0, NEG, 0.0, 0.0, 0.0]);
     }
 
     #[test]
     fn sliding_window_hides_distant_keys() {
         let t = AttentionMask::SlidingWindow { window: 2 }.bias_table(3, &device());
-        assert_eq!(
-            values(&t),
-            vec![0.0, NEG, NEG, 0.0, 0.0, NEG, NEG, 0.0, 0.0]
-        );
+        assert_eq!(values(&t), vec![0.0, NEG, NEG, 0.0, 0.0, NEG, NEG, 0.0, 0.0]);
     }
 
     #[test]
@@ -90,9 +78,6 @@ mod tests {
         // one new query at position 2 against keys 0..=2
         assert_eq!(values(&bias_slice(&t, 2, 1)), vec![0.0, 0.0, 0.0]);
         assert_eq!(bias_slice(&t, 1, 2).dims(), [2, 3]);
-        assert_eq!(
-            values(&bias_slice(&t, 1, 2)),
-            vec![0.0, 0.0, NEG, 0.0, 0.0, 0.0]
-        );
+        assert_eq!(values(&bias_slice(&t, 1, 2)), vec![0.0, 0.0, NEG, 0.0, 0.0, 0.0]);
     }
 }

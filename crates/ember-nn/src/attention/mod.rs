@@ -76,12 +76,7 @@ impl CausalSelfAttentionConfig {
     }
 
     /// Creates the layer with the given mask.
-    pub fn init_with_mask(
-        &self,
-        mask: AttentionMask,
-        rng: &mut InitRng,
-        device: &Device,
-    ) -> CausalSelfAttention {
+    pub fn init_with_mask(&self, mask: AttentionMask, rng: &mut InitRng, device: &Device) -> CausalSelfAttention {
         let (d_model, n_heads) = (self.d_model, self.n_heads);
         assert!(
             n_heads > 0 && d_model % n_heads == 0,
@@ -165,12 +160,7 @@ mod tests {
         }
         let (a, b) = (run(&layer, &x, 6), run(&layer, &changed, 6));
         assert_close(&b[..4 * 8], &a[..4 * 8], 0.0);
-        assert!(
-            a[4 * 8..5 * 8]
-                .iter()
-                .zip(&b[4 * 8..5 * 8])
-                .any(|(p, q)| p != q)
-        );
+        assert!(a[4 * 8..5 * 8].iter().zip(&b[4 * 8..5 * 8]).any(|(p, q)| p != q));
     }
 
     #[test]

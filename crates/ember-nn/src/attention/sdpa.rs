@@ -70,10 +70,6 @@ mod tests {
         let bias = Tensor::<2>::zeros([1, 2], &device());
         let out = scaled_dot_product_attention(q, k, v, bias, &DropoutConfig::new(0.0).init());
         let e = std::f32::consts::E;
-        assert_close(
-            &values(&out),
-            &[e / (e + 1.0), 1.0 / (e + 1.0), 0.0, 0.0],
-            1e-6,
-        );
+        assert_close(&values(&out), &[e / (e + 1.0), 1.0 / (e + 1.0), 0.0, 0.0], 1e-6);
     }
 }

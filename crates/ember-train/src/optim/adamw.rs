@@ -134,12 +134,7 @@ impl ModuleMapper for Update<'_> {
         };
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2 = 1.0 - c.beta2.powi(t);
-        let denom = moments
-            .v
-            .clone()
-            .sqrt()
-            .div_scalar(bias2.sqrt())
-            .add_scalar(c.eps);
+        let denom = moments.v.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(c.eps);
         let theta = theta - moments.m.clone().div(denom).mul_scalar(self.lr / bias1);
         self.optim.moments.insert(name, moments);
 
@@ -184,8 +179,7 @@ mod tests {
         };
         let mut opt = AdamW::new(config);
         // loss = 2·bias + 2·weight: every gradient is 2.
-        let loss =
-            model.bias.val().mul_scalar(2.0).sum() + model.weight.val().mul_scalar(2.0).sum();
+        let loss = model.bias.val().mul_scalar(2.0).sum() + model.weight.val().mul_scalar(2.0).sum();
         let mut grads = GradBuffer::new();
         grads.accumulate(&model, &mut loss.backward());
         let model = opt.step(model, &grads, 0.1);
@@ -196,14 +190,10 @@ mod tests {
         assert!((values(&model.bias)[0] as f64 - (1.0 - adam)).abs() < 1e-6);
         assert!((values(&model.weight)[0] as f64 - (0.99 - adam)).abs() < 1e-6);
         assert_eq!(opt.steps(), 1);
-        assert!(
-            model.weight.val().is_require_grad(),
-            "parameters stay trainable"
-        );
+        assert!(model.weight.val().is_require_grad(), "parameters stay trainable");
 
         // Step 2 with gradient 0: m = 0.18, v = 0.19; bias corrections 0.19 and 0.0975.
-        let loss =
-            model.bias.val().mul_scalar(0.0).sum() + model.weight.val().mul_scalar(0.0).sum();
+        let loss = model.bias.val().mul_scalar(0.0).sum() + model.weight.val().mul_scalar(0.0).sum();
         let mut grads = GradBuffer::new();
         grads.accumulate(&model, &mut loss.backward());
         let before = values(&model.bias)[0] as f64;

@@ -69,11 +69,7 @@ impl GradBuffer {
 
     /// `√(Σ g²)` over every element of every gradient. Reads one number back from the device.
     pub fn global_norm(&self) -> f64 {
-        let squares: Vec<Tensor<1>> = self
-            .grads
-            .values()
-            .map(|g| g.clone().square().sum())
-            .collect();
+        let squares: Vec<Tensor<1>> = self.grads.values().map(|g| g.clone().square().sum()).collect();
         if squares.is_empty() {
             return 0.0;
         }

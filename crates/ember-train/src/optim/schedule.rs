@@ -32,10 +32,8 @@ impl LrSchedule {
         if step >= self.decay_steps || self.decay_steps <= self.warmup_steps {
             return self.min_lr;
         }
-        let progress =
-            (step - self.warmup_steps) as f64 / (self.decay_steps - self.warmup_steps) as f64;
-        self.min_lr
-            + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
+        let progress = (step - self.warmup_steps) as f64 / (self.decay_steps - self.warmup_steps) as f64;
+        self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + (std::f64::consts::PI * progress).cos())
     }
 }
 
@@ -70,10 +68,7 @@ mod tests {
 
     #[test]
     fn no_warmup_starts_at_the_peak() {
-        let s = LrSchedule {
-            warmup_steps: 0,
-            ..S
-        };
+        let s = LrSchedule { warmup_steps: 0, ..S };
         assert_eq!(s.at(0), 1e-3);
     }
 }
