@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module; this file parses the command line, sets up
 //! logging, and turns errors into one `error: …` line and a non-zero exit code.
 
+mod bench;
 mod device;
 mod eval;
 mod info;
@@ -37,6 +38,8 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Print parameter count, training FLOPs per token and a memory estimate.
     Info(info::InfoArgs),
+    /// Measure training (or generation) throughput, MFU and peak memory.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Info(args) => info::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

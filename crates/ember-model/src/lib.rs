@@ -3,6 +3,7 @@
 //! - [`config`]: [`GptConfig`] with its validation and named presets.
 //! - [`gpt`]: the [`Gpt`] module and its forward pass (with or without a KV cache).
 //! - [`loss`]: mean cross-entropy of next-token predictions.
+//! - [`precision`]: f16/bf16 compute on f32 master weights.
 //! - [`stats`]: parameter count, training FLOPs per token, memory estimate.
 //! - [`generate`] and [`sampling`]: autoregressive generation with temperature, top-k, top-p.
 //!
@@ -13,6 +14,7 @@ pub mod error;
 pub mod generate;
 pub mod gpt;
 pub mod loss;
+pub mod precision;
 pub mod sampling;
 pub mod stats;
 
@@ -21,4 +23,5 @@ pub use error::ModelError;
 pub use generate::{GenerateOptions, Generator};
 pub use gpt::Gpt;
 pub use loss::cross_entropy;
+pub use precision::Precision;
 pub use sampling::Sampler;

@@ -84,8 +84,10 @@ impl RotaryEncoding {
             "position {} is beyond the context of {max_seq}",
             offset + seq - 1
         );
-        let cos = self.cos.clone().narrow(0, offset, seq).unsqueeze::<4>(); // [1, 1, seq, d_head]
-        let sin = self.sin.clone().narrow(0, offset, seq).unsqueeze::<4>(); // [1, 1, seq, d_head]
+        // The tables are f32; under mixed precision they follow the activations' type.
+        let dtype = x.dtype();
+        let cos = self.cos.clone().narrow(0, offset, seq).cast(dtype).unsqueeze::<4>(); // [1, 1, seq, d_head]
+        let sin = self.sin.clone().narrow(0, offset, seq).cast(dtype).unsqueeze::<4>(); // [1, 1, seq, d_head]
         x.clone() * cos + rotate_half(x) * sin
     }
 }

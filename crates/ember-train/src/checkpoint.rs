@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
+use crate::optim::loss_scale::LossScale;
 use crate::params::NamedData;
 
 /// The format written by this version of ember.
@@ -76,6 +77,9 @@ pub struct TrainingState {
     pub tokenizer_fingerprint: String,
     /// The resolved config, vocabulary size included.
     pub config: RunConfig,
+    /// The dynamic loss scale of f16 training.
+    #[serde(default)]
+    pub loss_scale: Option<LossScale>,
 }
 
 /// One file's entry in the manifest.
@@ -482,6 +486,7 @@ mod tests {
             optimizer_steps: step,
             tokenizer_fingerprint: "abc".into(),
             config: RunConfig::default(),
+            loss_scale: None,
         }
     }
 

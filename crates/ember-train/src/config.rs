@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use ember_data::DataConfig;
-use ember_model::GptConfig;
+use ember_model::{GptConfig, Precision};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -52,6 +52,9 @@ pub struct TrainConfig {
     pub keep_last: usize,
     /// Seed of the model initialisation, the batch sampler and dropout.
     pub seed: u64,
+    /// Compute precision: "f32", or "f16"/"bf16" on f32 master weights (f16 with dynamic
+    /// loss scaling).
+    pub precision: Precision,
     /// Where to train when `--device` is not given: "cpu" (the fastest CPU backend),
     /// "flex", "ndarray" or "wgpu". Read by the command line only.
     pub device: String,
@@ -77,6 +80,7 @@ impl Default for TrainConfig {
             checkpoint_interval: 50,
             keep_last: 2,
             seed: 1337,
+            precision: Precision::F32,
             device: "cpu".into(),
         }
     }

@@ -11,6 +11,7 @@
 //!
 //! Nothing here names a backend: the caller passes a `Device`.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
@@ -18,8 +19,10 @@ pub mod eval;
 pub mod inference;
 pub mod metrics;
 pub mod optim;
+pub mod parallel;
 pub mod params;
 pub mod run_dir;
+pub mod step;
 pub mod trainer;
 
 pub use checkpoint::Selector;

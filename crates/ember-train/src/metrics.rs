@@ -43,6 +43,9 @@ pub struct MetricsRecord {
     /// Loss on `eval_iters` training batches with the model in evaluation mode.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub eval_train_loss: Option<f64>,
+    /// The f16 loss scale in use (f16 runs only).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub loss_scale: Option<f64>,
 }
 
 /// Appends records to a run's `metrics.jsonl`.
@@ -113,6 +116,7 @@ mod tests {
             val_loss: None,
             val_ppl: None,
             eval_train_loss: None,
+            loss_scale: None,
         }
     }
 

@@ -19,19 +19,21 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use ember_data::{BatchSampler, PreparedData, dataset};
-use ember_model::{Gpt, cross_entropy};
+use ember_data::{Batch, BatchSampler, PreparedData, dataset};
+use ember_model::{Gpt, Precision};
 use tracing::info;
 
 use crate::checkpoint::{self, Selector, TrainingState};
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::eval::{batch_tensors, estimate_loss};
+use crate::eval::estimate_loss;
 use crate::metrics::{MetricsRecord, MetricsWriter};
+use crate::optim::AdamW;
 use crate::optim::adamw::Moments;
-use crate::optim::{AdamW, GradBuffer};
+use crate::optim::loss_scale::LossScale;
 use crate::params::{self, NamedData};
 use crate::run_dir;
+use crate::step::{StepSettings, check_precision, optimizer_step};
 
 /// What one optimiser step measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,6 +108,8 @@ struct Progress {
     last_eval: Option<(u64, f64)>,
     best_val_loss: Option<f64>,
     best_step: Option<u64>,
+    /// Dynamic loss scale (f16 only).
+    loss_scale: Option<LossScale>,
 }
 
 /// A run in progress.
@@ -126,6 +130,7 @@ impl Trainer {
     /// If anything fails, the files this call created are removed again.
     pub fn start(config: RunConfig, run_dir: &Path, device: Device, overwrite: bool) -> Result<Self, TrainError> {
         config.validate()?;
+        check_precision(config.train.precision, &device)?;
         let created = run_dir::missing_ancestors(run_dir);
         run_dir::prepare_new(run_dir, overwrite)?;
         Self::start_in(config, run_dir, device).inspect_err(|_| run_dir::discard_new(run_dir, &created))
@@ -153,6 +158,7 @@ impl Trainer {
             last_eval: None,
             best_val_loss: None,
             best_step: None,
+            loss_scale: (config.train.precision == Precision::F16).then(LossScale::default),
         };
         let mut trainer = Self {
             optim: AdamW::new(config.train.adamw()),
@@ -197,6 +203,7 @@ impl Trainer {
                 message: "[model] and [data] are fixed by the checkpoint and cannot change on resume; start a new run instead".into(),
             });
         }
+        check_precision(config.train.precision, &device)?;
         let data = dataset::open_prepared(run_dir)?;
         if data.tokenizer.fingerprint() != ck.state.tokenizer_fingerprint {
             return Err(TrainError::Checkpoint {
@@ -223,6 +230,7 @@ impl Trainer {
             last_eval: s.val_loss.map(|v| (s.step, v)),
             best_val_loss: s.best_val_loss,
             best_step: s.best_step,
+            loss_scale: s.loss_scale,
         };
         if config != saved {
             let path = run_dir::config_path(run_dir);
@@ -334,6 +342,7 @@ impl Trainer {
                     val_loss: eval.map(|e| e.val_loss),
                     val_ppl: eval.map(|e| e.val_loss.exp()),
                     eval_train_loss: eval.map(|e| e.train_loss),
+                    loss_scale: self.progress.loss_scale.map(|s| s.scale),
                 })?;
                 (log_tokens, log_seconds) = (0, 0.0);
             }
@@ -352,47 +361,36 @@ impl Trainer {
     /// before clipping. The model is left untouched if either is not finite.
     fn train_step(&mut self, lr: f64) -> Result<(f64, f64), TrainError> {
         let t = &self.config.train;
-        let train_device = self.device.clone().autodiff();
+        let step = self.progress.step;
+        let batches: Vec<Batch> = (0..t.grad_accum)
+            .map(|_| self.sampler.next_batch(&self.data.train))
+            .collect();
+        let seeds: Vec<u64> = if self.config.model.dropout > 0.0 {
+            (0..t.grad_accum as u64)
+                .map(|micro| dropout_seed(t.seed, step, micro))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let model = self.model.take().expect("the model is present between steps");
-        let mut grads = GradBuffer::new();
-        let mut losses = Vec::with_capacity(t.grad_accum);
-        for micro in 0..t.grad_accum {
-            if self.config.model.dropout > 0.0 {
-                train_device.seed(dropout_seed(t.seed, self.progress.step, micro as u64));
-            }
-            let batch = self.sampler.next_batch(&self.data.train);
-            let (x, y) = batch_tensors(&batch, &train_device);
-            let loss = cross_entropy(model.forward(x), y);
-            let loss = if t.grad_accum > 1 {
-                loss.div_scalar(t.grad_accum as f64)
-            } else {
-                loss
-            };
-            losses.push(loss.clone().inner());
-            grads.accumulate(&model, &mut loss.backward());
-        }
-        let loss = Tensor::cat(losses, 0).sum().into_scalar::<f32>() as f64;
-        let grad_norm = grads.global_norm();
-        let step = self.progress.step + 1;
-        if !loss.is_finite() {
-            return Err(TrainError::NonFinite {
-                step,
-                what: "loss",
-                value: loss,
-            });
-        }
-        if !grad_norm.is_finite() {
-            return Err(TrainError::NonFinite {
-                step,
-                what: "gradient norm",
-                value: grad_norm,
-            });
-        }
-        if t.grad_clip > 0.0 {
-            grads.clip_to_norm(grad_norm, t.grad_clip);
-        }
-        self.model = Some(self.optim.step(model, &grads, lr));
-        Ok((loss, grad_norm))
+        let device = self.device.clone().autodiff();
+        let settings = StepSettings {
+            lr,
+            grad_clip: t.grad_clip,
+            precision: t.precision,
+            dropout_seeds: &seeds,
+            step: step + 1,
+        };
+        let (model, stats) = optimizer_step(
+            model,
+            &mut self.optim,
+            &batches,
+            settings,
+            self.progress.loss_scale.as_mut(),
+            &device,
+        )?;
+        self.model = Some(model);
+        Ok((stats.loss, stats.grad_norm))
     }
 
     /// Estimates the loss on `eval_iters` batches of each split (the same batches every time).
@@ -439,6 +437,7 @@ impl Trainer {
             val_loss: p.last_eval.filter(|(s, _)| *s == p.step).map(|(_, v)| v),
             best_val_loss: p.best_val_loss,
             best_step: p.best_step,
+            loss_scale: p.loss_scale,
             sampler: self.sampler.state(),
             optimizer_steps: self.optim.steps(),
             tokenizer_fingerprint: self.data.tokenizer.fingerprint(),

@@ -29,7 +29,7 @@ pub fn scaled_dot_product_attention(
     let [_, _, _, d_head] = q.dims();
     let scale = 1.0 / (d_head as f64).sqrt();
     let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [batch, n_heads, seq, past + seq]
-    let scores = scores + bias.unsqueeze::<4>(); // masked entries become −∞
+    let scores = scores.clone() + bias.cast(scores.dtype()).unsqueeze::<4>(); // masked entries become −∞
     let weights = softmax(scores, 3); // each row sums to 1 over the allowed keys
     let weights = dropout.forward(weights);
     weights.matmul(v) // [batch, n_heads, seq, d_head]

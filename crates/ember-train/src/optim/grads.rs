@@ -57,6 +57,11 @@ impl GradBuffer {
         });
     }
 
+    /// A buffer holding the given flattened gradients.
+    pub fn from_map(grads: BTreeMap<String, Tensor<1>>) -> Self {
+        Self { grads }
+    }
+
     /// The gradient of one parameter, flattened.
     pub fn get(&self, name: &str) -> Option<&Tensor<1>> {
         self.grads.get(name)

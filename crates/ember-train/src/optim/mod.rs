@@ -9,6 +9,7 @@
 
 pub mod adamw;
 pub mod grads;
+pub mod loss_scale;
 pub mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};

@@ -1,0 +1,139 @@
+//! `ember bench`: training and generation throughput, model FLOPs utilisation, peak memory.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use ember_train::RunConfig;
+use ember_train::bench::{self, BenchBudget};
+
+use crate::device;
+
+/// Measure throughput on random tokens with a config's model and batch.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Config file (its [model] and [train] batch settings are used; no data is read).
+    #[arg(long)]
+    config: PathBuf,
+    /// Override a config value, e.g. --set train.batch_size=8 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Vocabulary size of the random tokens.
+    #[arg(long, default_value_t = 65)]
+    vocab: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Timed steps, at least.
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// Keep timing until this many seconds have passed.
+    #[arg(long, default_value_t = 10.0)]
+    min_seconds: f64,
+    /// Stop timing after this many seconds (once two steps are done).
+    #[arg(long, default_value_t = 30.0)]
+    max_seconds: f64,
+    /// The fp32 matrix-multiply peak for MFU, in GFLOP/s (default: measured on the device,
+    /// 2048×2048 by 2048×2048).
+    #[arg(long)]
+    peak_gflops: Option<f64>,
+    /// Benchmark generation instead: tokens/s with and without the KV cache.
+    #[arg(long)]
+    generate: bool,
+    /// With --generate: tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    new_tokens: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Where to run: cpu, flex, ndarray or wgpu.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if args.vocab == 0 || args.steps == 0 || args.new_tokens == 0 {
+        bail!("--vocab, --steps and --new-tokens must be at least 1");
+    }
+    let config = RunConfig::load(&args.config, &args.overrides)?;
+    let device = device::parse(&args.device)?;
+    let m = &config.model;
+    let t = &config.train;
+    if args.generate {
+        let g = bench::bench_generation(m, args.vocab, args.new_tokens, t.seed, &device)?;
+        let speedup = g.cached_tokens_per_s / g.recompute_tokens_per_s;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "what": "generate", "device": args.device, "n_layer": m.n_layer, "n_head": m.n_head,
+                    "d_model": m.d_model, "block": m.block_size, "vocab": args.vocab, "new_tokens": g.new_tokens,
+                    "cached_tokens_per_s": g.cached_tokens_per_s, "recompute_tokens_per_s": g.recompute_tokens_per_s,
+                    "speedup": speedup, "identical": g.identical, "peak_rss_mb": peak_rss_mb(),
+                })
+            );
+        } else {
+            println!("generation of {} tokens after a 1-token prompt (greedy)", g.new_tokens);
+            println!("with KV cache     {:.1} tokens/s", g.cached_tokens_per_s);
+            println!("recomputing       {:.1} tokens/s", g.recompute_tokens_per_s);
+            println!("speed-up          {speedup:.1}×; identical tokens: {}", g.identical);
+        }
+        if !g.identical {
+            bail!("cached and recomputed generation disagree");
+        }
+        return Ok(());
+    }
+    let budget = BenchBudget {
+        warmup_steps: args.warmup,
+        min_steps: args.steps,
+        min_seconds: args.min_seconds,
+        max_seconds: args.max_seconds,
+    };
+    let b = bench::bench_training(m, t, args.vocab, budget, &device)?;
+    let peak = match args.peak_gflops {
+        Some(p) => p,
+        None => bench::matmul_peak_gflops(&device, 2048, 5),
+    };
+    let mfu = b.achieved_gflops / peak;
+    let rss = peak_rss_mb();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "framework": "ember", "device": args.device, "n_layer": m.n_layer, "n_head": m.n_head,
+                "d_model": m.d_model, "block": m.block_size, "batch": t.batch_size, "grad_accum": t.grad_accum,
+                "vocab": args.vocab, "gelu": m.gelu, "warmup_steps": args.warmup, "timed_steps": b.steps,
+                "timed_s": b.seconds, "step_ms": b.step_ms, "tokens_per_s": b.tokens_per_s,
+                "flops_per_token": b.flops_per_token, "achieved_gflops": b.achieved_gflops,
+                "peak_gflops": peak, "mfu": mfu, "peak_rss_mb": rss,
+                "first_loss": b.first_loss, "last_loss": b.last_loss,
+            })
+        );
+    } else {
+        println!(
+            "model {}L/{}H/{}d, context {}, batch {}×{}, vocab {}, on {}",
+            m.n_layer, m.n_head, m.d_model, m.block_size, t.batch_size, t.grad_accum, args.vocab, args.device
+        );
+        println!(
+            "tokens/s     {:.1} ({} timed steps in {:.2} s, {:.1} ms/step)",
+            b.tokens_per_s, b.steps, b.seconds, b.step_ms
+        );
+        println!("FLOPs/token  {} → {:.1} GFLOP/s", b.flops_per_token, b.achieved_gflops);
+        println!("MFU          {:.1}% of {peak:.1} GFLOP/s", 100.0 * mfu);
+        println!("peak RSS     {rss:.1} MiB");
+        println!("loss         {:.4} → {:.4}", b.first_loss, b.last_loss);
+    }
+    Ok(())
+}
+
+/// The process's peak resident set size in MiB (Linux: VmHWM), or 0 where unknown.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

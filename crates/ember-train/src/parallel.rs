@@ -1,0 +1,274 @@
+//! Data parallelism: one model replica per device, each computing the gradients of its own
+//! shard of the batch, averaged across devices by an all-reduce before every replica applies
+//! the same AdamW update (so the replicas stay identical).
+//!
+//! The average of the shard gradients is the gradient of the whole batch, so a k-way parallel
+//! step equals one step of gradient accumulation over the k shards; the tests check that on
+//! the CPU. On GPUs the average is Burn's collective
+//! [`all_reduce`](burn::tensor::distributed::all_reduce) (NCCL on CUDA), started by a
+//! [`DistributedContext`](burn::tensor::distributed::DistributedContext) over the devices.
+//! Burn's CPU backends implement no collectives, so [`Reduce::OnHost`] averages on the first
+//! device instead; it exists for tests and for CPU replicas.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::distributed::{DistributedConfig, DistributedContext, ReduceOperation, all_reduce};
+use burn::tensor::{Device, Tensor};
+use ember_data::Batch;
+use ember_model::{Gpt, cross_entropy};
+
+use crate::error::TrainError;
+use crate::eval::batch_tensors;
+use crate::optim::{AdamW, AdamWConfig, GradBuffer};
+
+/// Splits a batch into `k` shards of consecutive sequences: disjoint, and together the whole
+/// batch. `batch.batch` must be divisible by `k`.
+pub fn shard(batch: &Batch, k: usize) -> Vec<Batch> {
+    assert!(
+        k > 0 && batch.batch % k == 0,
+        "a batch of {} cannot be split {k} ways",
+        batch.batch
+    );
+    let rows = batch.batch / k;
+    let width = rows * batch.block;
+    (0..k)
+        .map(|i| Batch {
+            batch: rows,
+            block: batch.block,
+            inputs: batch.inputs[i * width..(i + 1) * width].to_vec(),
+            targets: batch.targets[i * width..(i + 1) * width].to_vec(),
+        })
+        .collect()
+}
+
+/// How replicas average their gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reduce {
+    /// Burn's collective all-reduce across the devices (GPU backends).
+    Collective,
+    /// Gradients are moved to the first device and averaged there (CPU replicas, tests).
+    OnHost,
+}
+
+/// k replicas of a model and its optimiser, one per device.
+pub struct DataParallel {
+    devices: Vec<Device>,
+    replicas: Vec<(Gpt, AdamW)>,
+    reduce: Reduce,
+    _context: Option<DistributedContext>,
+}
+
+impl DataParallel {
+    /// Copies `model` (and a fresh optimiser) onto each device. `devices` are plain devices;
+    /// each replica trains on `device.autodiff()`.
+    pub fn new(model: &Gpt, optim: AdamWConfig, devices: Vec<Device>, reduce: Reduce) -> Self {
+        assert!(!devices.is_empty(), "data parallelism needs at least one device");
+        let context = (reduce == Reduce::Collective).then(|| {
+            DistributedContext::init(
+                devices.clone(),
+                DistributedConfig {
+                    all_reduce_op: ReduceOperation::Mean,
+                },
+            )
+        });
+        let replicas = devices
+            .iter()
+            .map(|d| {
+                use burn::module::Module;
+                (model.clone().fork(&d.clone().autodiff()), AdamW::new(optim))
+            })
+            .collect();
+        Self {
+            devices,
+            replicas,
+            reduce,
+            _context: context,
+        }
+    }
+
+    /// Number of replicas.
+    pub fn replicas(&self) -> usize {
+        self.replicas.len()
+    }
+
+    /// The first replica's model.
+    pub fn model(&self) -> &Gpt {
+        &self.replicas[0].0
+    }
+
+    /// One step over `batch`, split across the replicas. Returns the mean loss.
+    pub fn step(&mut self, batch: &Batch, lr: f64, grad_clip: f64) -> Result<f64, TrainError> {
+        let k = self.replicas.len();
+        if batch.batch % k != 0 {
+            return Err(TrainError::InvalidConfig {
+                key: "train.batch_size".into(),
+                value: batch.batch.to_string(),
+                problem: format!("must be divisible by the {k} devices"),
+            });
+        }
+        let shards = shard(batch, k);
+        // Every replica computes its shard's gradients (on its own thread: its own device).
+        let results: Vec<(GradBuffer, f64)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .replicas
+                .iter()
+                .zip(&self.devices)
+                .zip(&shards)
+                .map(|(((model, _), device), shard)| {
+                    scope.spawn(move || {
+                        let ad = device.clone().autodiff();
+                        let (x, y) = batch_tensors(shard, &ad);
+                        let loss = cross_entropy(model.forward(x), y);
+                        let value = loss.clone().into_scalar::<f32>() as f64;
+                        let mut grads = GradBuffer::new();
+                        grads.accumulate(model, &mut loss.backward());
+                        (grads, value)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("replica thread")).collect()
+        });
+        let loss = results.iter().map(|(_, l)| l).sum::<f64>() / k as f64;
+        let reduced = self.average(results.into_iter().map(|(g, _)| g).collect());
+        for (((model, optim), grads), _device) in self.replicas.iter_mut().zip(reduced).zip(&self.devices) {
+            let mut grads = grads;
+            let norm = grads.global_norm();
+            if !norm.is_finite() || !loss.is_finite() {
+                return Err(TrainError::NonFinite {
+                    step: optim.steps() + 1,
+                    what: "gradient norm",
+                    value: norm,
+                });
+            }
+            if grad_clip > 0.0 {
+                grads.clip_to_norm(norm, grad_clip);
+            }
+            let updated = optim.step(model.clone(), &grads, lr);
+            *model = updated;
+        }
+        Ok(loss)
+    }
+
+    /// The per-replica gradients replaced by their mean, one copy on each replica's device.
+    fn average(&self, per_replica: Vec<GradBuffer>) -> Vec<GradBuffer> {
+        let k = per_replica.len();
+        let names: Vec<String> = per_replica[0].names().cloned().collect();
+        let mut out: Vec<BTreeMap<String, Tensor<1>>> = vec![BTreeMap::new(); k];
+        for name in &names {
+            let parts: Vec<Tensor<1>> = per_replica
+                .iter()
+                .map(|g| g.get(name).expect("same parameters").clone())
+                .collect();
+            match self.reduce {
+                Reduce::Collective => {
+                    for (i, part) in parts.into_iter().enumerate() {
+                        let mean = all_reduce(part, ReduceOperation::Mean, self.devices.clone()).resolve();
+                        out[i].insert(name.clone(), mean);
+                    }
+                }
+                Reduce::OnHost => {
+                    let first = &self.devices[0];
+                    let sum = parts
+                        .into_iter()
+                        .map(|p| p.to_device(first))
+                        .reduce(|a, b| a + b)
+                        .expect("k ≥ 1");
+                    let mean = sum.div_scalar(k as f64);
+                    for (i, device) in self.devices.iter().enumerate() {
+                        out[i].insert(name.clone(), mean.clone().to_device(device));
+                    }
+                }
+            }
+        }
+        out.into_iter().map(GradBuffer::from_map).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::read_params;
+    use crate::step::{StepSettings, optimizer_step};
+    use ember_model::{GptConfig, Precision};
+
+    fn batch(rows: usize, block: usize) -> Batch {
+        let ids: Vec<u32> = (0..rows * (block + 1)).map(|i| ((i * 7 + i / 3) % 11) as u32).collect();
+        let mut inputs = Vec::new();
+        let mut targets = Vec::new();
+        for r in ids.chunks(block + 1) {
+            inputs.extend_from_slice(&r[..block]);
+            targets.extend_from_slice(&r[1..]);
+        }
+        Batch {
+            batch: rows,
+            block,
+            inputs,
+            targets,
+        }
+    }
+
+    #[test]
+    fn shards_are_disjoint_and_cover_the_batch() {
+        let b = batch(6, 4);
+        let shards = shard(&b, 3);
+        assert_eq!(shards.len(), 3);
+        assert!(shards.iter().all(|s| s.batch == 2 && s.inputs.len() == 8));
+        let joined: Vec<u32> = shards.iter().flat_map(|s| s.inputs.clone()).collect();
+        assert_eq!(joined, b.inputs, "in order, no overlap, nothing missing");
+        let joined: Vec<u32> = shards.iter().flat_map(|s| s.targets.clone()).collect();
+        assert_eq!(joined, b.targets);
+    }
+
+    #[test]
+    fn k_way_data_parallelism_equals_accumulation_over_k_micro_batches() {
+        let device = Device::flex();
+        let config = GptConfig {
+            vocab_size: 11,
+            block_size: 8,
+            ..GptConfig::nano()
+        };
+        let model = config.init(3, &device.clone().autodiff()).unwrap();
+        let opt = AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        };
+        let b = batch(6, 8);
+
+        let mut dp = DataParallel::new(&model, opt, vec![device.clone(); 3], Reduce::OnHost);
+        let mut accum_opt = AdamW::new(opt);
+        let mut accum = model;
+        for _ in 0..3 {
+            dp.step(&b, 1e-2, 1.0).unwrap();
+            let settings = StepSettings {
+                lr: 1e-2,
+                grad_clip: 1.0,
+                precision: Precision::F32,
+                dropout_seeds: &[],
+                step: 1,
+            };
+            accum = optimizer_step(
+                accum,
+                &mut accum_opt,
+                &shard(&b, 3),
+                settings,
+                None,
+                &device.clone().autodiff(),
+            )
+            .unwrap()
+            .0;
+        }
+        let (p, q) = (read_params(dp.model()), read_params(&accum));
+        for (name, a) in &p {
+            let worst = a
+                .values
+                .iter()
+                .zip(&q[name].values)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+            // Only rounding separates (a + b + c)/3 from a/3 + b/3 + c/3.
+            assert!(worst < 1e-5, "{name} differs by {worst}");
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! One optimiser step: forward and backward over the micro-batches, the finiteness check,
+//! global-norm clipping and the AdamW update. Shared by the trainer and the benchmark.
+
+use burn::tensor::{Device, FloatDType, Tensor};
+use ember_data::Batch;
+use ember_model::precision::cast_params;
+use ember_model::{Gpt, Precision, cross_entropy};
+
+use crate::error::TrainError;
+use crate::eval::batch_tensors;
+use crate::optim::loss_scale::{LossScale, MIN_SCALE};
+use crate::optim::{AdamW, GradBuffer};
+
+/// The settings of one step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepSettings<'a> {
+    /// Learning rate.
+    pub lr: f64,
+    /// Global gradient-norm limit; 0 disables clipping.
+    pub grad_clip: f64,
+    /// Compute precision of forward and backward.
+    pub precision: Precision,
+    /// When not empty, seeds the device's random generator before each micro-batch (dropout).
+    pub dropout_seeds: &'a [u64],
+    /// The step's number (1-based), for error messages.
+    pub step: u64,
+}
+
+/// What a step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Mean loss over the micro-batches.
+    pub loss: f64,
+    /// Global gradient norm before clipping (after unscaling).
+    pub grad_norm: f64,
+    /// False when an f16 step overflowed and was skipped (the scale was halved).
+    pub applied: bool,
+}
+
+/// Runs one step on `device` (an autodiff device). `micro_batches` are summed into one update,
+/// each loss scaled by `1 / micro_batches.len()`. With f16, `loss_scale` must be given and is
+/// updated. The model is returned updated (or unchanged after a skipped f16 step); an error is
+/// returned if the loss or the gradient norm is not finite and no loss scaling can explain it.
+pub fn optimizer_step(
+    model: Gpt,
+    optim: &mut AdamW,
+    micro_batches: &[Batch],
+    settings: StepSettings,
+    loss_scale: Option<&mut LossScale>,
+    device: &Device,
+) -> Result<(Gpt, StepStats), TrainError> {
+    let n = micro_batches.len();
+    let scale = loss_scale.as_ref().map_or(1.0, |s| s.scale);
+    let mut grads = GradBuffer::new();
+    let mut losses = Vec::with_capacity(n);
+    for (micro, batch) in micro_batches.iter().enumerate() {
+        if let Some(&seed) = settings.dropout_seeds.get(micro) {
+            device.seed(seed);
+        }
+        let (x, y) = batch_tensors(batch, device);
+        let logits = match settings.precision {
+            Precision::F32 => model.forward(x),
+            low => cast_params(&model, low).forward(x).cast(FloatDType::F32),
+        };
+        let loss = cross_entropy(logits, y);
+        let loss = if n > 1 { loss.div_scalar(n as f64) } else { loss };
+        losses.push(loss.clone().inner());
+        let loss = if scale != 1.0 { loss.mul_scalar(scale) } else { loss };
+        grads.accumulate(&model, &mut loss.backward());
+    }
+    if scale != 1.0 {
+        grads.scale(1.0 / scale);
+    }
+    // One read-back for the loss, one for the norm.
+    let loss = Tensor::cat(losses, 0).sum().into_scalar::<f32>() as f64;
+    let grad_norm = grads.global_norm();
+    let finite = loss.is_finite() && grad_norm.is_finite();
+    if let Some(s) = loss_scale {
+        s.update(!finite);
+        if !finite && s.scale >= MIN_SCALE {
+            return Ok((
+                model,
+                StepStats {
+                    loss,
+                    grad_norm,
+                    applied: false,
+                },
+            ));
+        }
+    }
+    let step = settings.step;
+    if !loss.is_finite() {
+        return Err(TrainError::NonFinite {
+            step,
+            what: "loss",
+            value: loss,
+        });
+    }
+    if !grad_norm.is_finite() {
+        return Err(TrainError::NonFinite {
+            step,
+            what: "gradient norm",
+            value: grad_norm,
+        });
+    }
+    if settings.grad_clip > 0.0 {
+        grads.clip_to_norm(grad_norm, settings.grad_clip);
+    }
+    Ok((
+        optim.step(model, &grads, settings.lr),
+        StepStats {
+            loss,
+            grad_norm,
+            applied: true,
+        },
+    ))
+}
+
+/// Checks that `device` can compute in `precision` (bf16 has no arithmetic on wgpu, for one).
+pub fn check_precision(precision: Precision, device: &Device) -> Result<(), TrainError> {
+    if precision == Precision::F32 || device.supports_dtype(precision.dtype()) {
+        return Ok(());
+    }
+    let name = serde_json::to_value(precision).expect("serialisable");
+    Err(TrainError::InvalidConfig {
+        key: "train.precision".into(),
+        value: name.as_str().unwrap_or("?").to_string(),
+        problem: "this device cannot compute in that type; use \"f16\" or \"f32\" (bf16 needs a CPU backend or CUDA)"
+            .into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ember_model::GptConfig;
+
+    fn batch() -> Batch {
+        let ids: Vec<u32> = (0..4 * 9).map(|i| ((i * 5 + i / 4) % 13) as u32).collect();
+        let (mut inputs, mut targets) = (Vec::new(), Vec::new());
+        for row in ids.chunks(9) {
+            inputs.extend_from_slice(&row[..8]);
+            targets.extend_from_slice(&row[1..]);
+        }
+        Batch {
+            batch: 4,
+            block: 8,
+            inputs,
+            targets,
+        }
+    }
+
+    fn loss(precision: Precision) -> f64 {
+        let device = Device::flex().autodiff();
+        let config = GptConfig {
+            vocab_size: 13,
+            block_size: 8,
+            ..GptConfig::nano()
+        };
+        let mut model = config.init(1, &device).unwrap();
+        let mut opt = AdamW::new(crate::TrainConfig::default().adamw());
+        let mut scale = (precision == Precision::F16).then(LossScale::default);
+        let settings = StepSettings {
+            lr: 1e-2,
+            grad_clip: 1.0,
+            precision,
+            dropout_seeds: &[],
+            step: 1,
+        };
+        let mut applied = 0;
+        let mut last = f64::NAN;
+        while applied < 3 {
+            let (m, s) = optimizer_step(model, &mut opt, &[batch()], settings, scale.as_mut(), &device).unwrap();
+            model = m;
+            applied += usize::from(s.applied);
+            last = s.loss;
+        }
+        last
+    }
+
+    #[test]
+    fn half_precision_steps_track_f32_on_the_cpu() {
+        let f32_loss = loss(Precision::F32);
+        for p in [Precision::F16, Precision::Bf16] {
+            let l = loss(p);
+            assert!((l - f32_loss).abs() < 0.05, "{p:?}: {l} vs f32 {f32_loss}");
+        }
+    }
+}
