@@ -37,6 +37,10 @@ pub struct TrainArgs {
     /// Where to train: cpu, flex, ndarray or wgpu (default: the config's train.device).
     #[arg(long)]
     device: Option<String>,
+    /// Train data-parallel on several devices, e.g. cuda:0,cuda:1 (needs --features cuda);
+    /// each takes train.batch_size / N sequences of every batch.
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    devices: Vec<String>,
     /// Stop after this step with a checkpoint, as an interruption would; the learning-rate
     /// schedule still spans train.max_steps. For jobs with a time slot.
     #[arg(long, value_name = "STEP")]
@@ -48,7 +52,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (mut trainer, run_dir) = match (&args.config, &args.resume) {
         (Some(config_path), None) => {
             let config = RunConfig::load(config_path, &args.overrides)?;
-            let device = device::parse(args.device.as_deref().unwrap_or(&config.train.device))?;
+            let device = first_device(&args, &config)?;
             let run_dir = match &args.out {
                 Some(dir) => dir.clone(),
                 None => default_run_dir(config_path)?,
@@ -62,7 +66,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
                 "config.toml",
             )
             .unwrap_or_default();
-            let device = device::parse(args.device.as_deref().unwrap_or(&saved.train.device))?;
+            let device = first_device(&args, &saved)?;
             (
                 Trainer::resume(run_dir, args.checkpoint, &args.overrides, device)?,
                 run_dir.clone(),
@@ -71,6 +75,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
         _ => bail!("give either --config FILE (a new run) or --resume DIR (continue a run)"),
     };
 
+    if !args.devices.is_empty() {
+        let (devices, reduce) = device::parse_list(&args.devices)?;
+        trainer = trainer.with_data_parallel(devices, reduce)?;
+        eprintln!(
+            "data-parallel over {} devices: {}",
+            args.devices.len(),
+            args.devices.join(", ")
+        );
+    }
     let c = trainer.config().clone();
     eprintln!(
         "ember: {} layers, {} heads, d_model {}, context {}, vocab {} ({:.2}M parameters); batch {}×{}, {} steps → {}",
@@ -108,6 +121,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The device the run's model lives on: `--device`, the first of `--devices`, or the config's.
+fn first_device(args: &TrainArgs, config: &RunConfig) -> Result<burn::tensor::Device> {
+    match args.devices.first() {
+        Some(_) => Ok(device::parse_list(&args.devices)?.0.remove(0)),
+        None => device::parse(args.device.as_deref().unwrap_or(&config.train.device)),
+    }
 }
 
 /// `runs/<config file name without extension>`.

@@ -336,3 +336,79 @@ fn info_reports_size_and_cost() {
     assert!(out.contains("FLOPs/token 5153280"), "{out}");
     assert!(out.contains("vocabulary  65 (characters of the corpus)"), "{out}");
 }
+
+#[test]
+fn data_parallel_over_two_devices_equals_two_accumulated_micro_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    let steps = [
+        "--set",
+        "train.max_steps=15",
+        "--set",
+        "train.eval_interval=15",
+        "--set",
+        "train.checkpoint_interval=15",
+    ];
+    let mut dp = vec![
+        "train",
+        "--config",
+        "nano.toml",
+        "--out",
+        "dp",
+        "--devices",
+        "cpu,cpu",
+        "--set",
+        "train.batch_size=8",
+    ];
+    dp.extend(steps);
+    let o = ok(dir, &dp);
+    assert!(stderr(&o).contains("data-parallel over 2 devices"), "{}", stderr(&o));
+    let mut acc = vec![
+        "train",
+        "--config",
+        "nano.toml",
+        "--out",
+        "acc",
+        "--set",
+        "train.batch_size=4",
+        "--set",
+        "train.grad_accum=2",
+    ];
+    acc.extend(steps);
+    ok(dir, &acc);
+    let (a, b) = (metrics(&dir.join("dp")), metrics(&dir.join("acc")));
+    for (x, y) in a.iter().zip(&b) {
+        let (lx, ly) = (x["train_loss"].as_f64().unwrap(), y["train_loss"].as_f64().unwrap());
+        assert!((lx - ly).abs() < 1e-4, "step {}: {lx} vs {ly}", x["step"]);
+    }
+    let line = fails(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "odd",
+            "--devices",
+            "cpu,cpu,cpu",
+        ],
+    );
+    assert!(
+        line.contains("train.batch_size = 8: must be divisible by the 3 devices"),
+        "{line}"
+    );
+    let line = fails(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "gpu",
+            "--devices",
+            "cuda:0,cuda:1",
+        ],
+    );
+    assert!(line.contains("cuda"), "{line}");
+}

@@ -284,7 +284,7 @@ fn divergence_stops_at_its_step_and_keeps_the_last_good_checkpoint() {
     );
     let err = stderr(&o);
     assert!(!o.status.success());
-    let line = err.lines().find(|l| l.starts_with("error: ")).unwrap();
+    let line = err.lines().rev().find(|l| l.starts_with("error: ")).unwrap();
     assert!(
         line.contains("training diverged at step") && (line.contains("is NaN") || line.contains("is inf")),
         "{line}"
@@ -344,6 +344,7 @@ fn a_full_disk_while_saving_leaves_the_old_checkpoints_intact() {
     assert!(!o.status.success());
     let line = err
         .lines()
+        .rev() // the last: graphics drivers may print their own "error: …" lines first
         .find(|l| l.starts_with("error: "))
         .unwrap_or_else(|| panic!("{err}"));
     assert!(

@@ -31,6 +31,7 @@ use crate::metrics::{MetricsRecord, MetricsWriter};
 use crate::optim::AdamW;
 use crate::optim::adamw::Moments;
 use crate::optim::loss_scale::LossScale;
+use crate::parallel::{DataParallel, Reduce};
 use crate::params::{self, NamedData};
 use crate::run_dir;
 use crate::step::{StepSettings, check_precision, optimizer_step};
@@ -120,6 +121,8 @@ pub struct Trainer {
     data: PreparedData,
     model: Option<Gpt>,
     optim: AdamW,
+    /// Replicas on several devices, when training data-parallel (then `model` is `None`).
+    parallel: Option<DataParallel>,
     sampler: BatchSampler,
     progress: Progress,
 }
@@ -167,6 +170,7 @@ impl Trainer {
             device,
             data,
             model: Some(model),
+            parallel: None,
             sampler,
             progress,
         };
@@ -244,6 +248,7 @@ impl Trainer {
             data,
             model: Some(model),
             optim,
+            parallel: None,
             sampler,
             progress,
         };
@@ -269,7 +274,49 @@ impl Trainer {
 
     /// The model (in training mode).
     pub fn model(&self) -> &Gpt {
-        self.model.as_ref().expect("the model is present between steps")
+        match &self.parallel {
+            Some(dp) => dp.model(),
+            None => self.model.as_ref().expect("the model is present between steps"),
+        }
+    }
+
+    /// Trains data-parallel from now on: one replica per device, each computing the gradients
+    /// of `batch_size / devices` sequences of every batch (see [`crate::parallel`]). Supports
+    /// f32 without gradient accumulation.
+    pub fn with_data_parallel(mut self, devices: Vec<Device>, reduce: Reduce) -> Result<Self, TrainError> {
+        let t = &self.config.train;
+        let k = devices.len();
+        let bad = |key: &str, value: String, problem: String| {
+            Err(TrainError::InvalidConfig {
+                key: format!("train.{key}"),
+                value,
+                problem,
+            })
+        };
+        if t.grad_accum != 1 {
+            return bad(
+                "grad_accum",
+                t.grad_accum.to_string(),
+                "must be 1 when training on several devices".into(),
+            );
+        }
+        if t.precision != Precision::F32 {
+            return bad(
+                "precision",
+                format!("{:?}", t.precision).to_lowercase(),
+                "must be f32 when training on several devices".into(),
+            );
+        }
+        if t.batch_size % k != 0 {
+            return bad(
+                "batch_size",
+                t.batch_size.to_string(),
+                format!("must be divisible by the {k} devices"),
+            );
+        }
+        let model = self.model.take().expect("the model is present between steps");
+        self.parallel = Some(DataParallel::new(&model, &self.optim, devices, reduce));
+        Ok(self)
     }
 
     /// The prepared data.
@@ -372,6 +419,9 @@ impl Trainer {
         } else {
             Vec::new()
         };
+        if let Some(dp) = &mut self.parallel {
+            return dp.step(&batches[0], lr, t.grad_clip, step + 1);
+        }
         let model = self.model.take().expect("the model is present between steps");
         let device = self.device.clone().autodiff();
         let settings = StepSettings {
@@ -439,12 +489,13 @@ impl Trainer {
             best_step: p.best_step,
             loss_scale: p.loss_scale,
             sampler: self.sampler.state(),
-            optimizer_steps: self.optim.steps(),
+            optimizer_steps: self.parallel.as_ref().map_or(&self.optim, |dp| dp.optimizer()).steps(),
             tokenizer_fingerprint: self.data.tokenizer.fingerprint(),
             config: self.config.clone(),
         };
         let model = params::read_params(self.model());
-        let dir = checkpoint::save(&self.run_dir, &state, &model, &moments_to(&self.optim))?;
+        let optim = self.parallel.as_ref().map_or(&self.optim, |dp| dp.optimizer());
+        let dir = checkpoint::save(&self.run_dir, &state, &model, &moments_to(optim))?;
         checkpoint::prune(&self.run_dir, self.config.train.keep_last)?;
         Ok(dir)
     }

@@ -56,6 +56,7 @@ pub fn fails(dir: &Path, args: &[&str]) -> String {
     );
     let line = err
         .lines()
+        .rev() // the last: graphics drivers may print their own "error: …" lines first
         .find(|l| l.starts_with("error: "))
         .unwrap_or_else(|| panic!("no error line in:\n{err}"));
     line.to_string()

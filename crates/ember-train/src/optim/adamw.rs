@@ -74,6 +74,28 @@ impl AdamW {
         self.moments = moments;
     }
 
+    /// A copy whose state lives on `device`.
+    pub fn to_device(&self, device: &burn::tensor::Device) -> Self {
+        let moments = self
+            .moments
+            .iter()
+            .map(|(n, m)| {
+                (
+                    n.clone(),
+                    Moments {
+                        m: m.m.clone().to_device(device),
+                        v: m.v.clone().to_device(device),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            config: self.config,
+            steps: self.steps,
+            moments,
+        }
+    }
+
     /// Applies one update with learning rate `lr` to every parameter that has a gradient in
     /// `grads`, and returns the updated module.
     pub fn step<M: Module>(&mut self, module: M, grads: &GradBuffer, lr: f64) -> M {
