@@ -25,6 +25,8 @@ fn sigint_finishes_the_step_writes_a_checkpoint_and_exits_zero() {
             "r",
             "--set",
             "train.max_steps=1000000",
+            "--set",
+            "train.warmup_steps=1",
         ],
     );
     wait_for_steps(&dir.join("r"), 5);

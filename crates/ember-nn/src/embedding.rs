@@ -8,6 +8,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Int, Tensor};
 
 use crate::init::{self, InitRng};
+use crate::linear::matmul;
 
 /// Configuration of a [`TokenEmbedding`].
 #[derive(Config, Debug)]
@@ -59,7 +60,7 @@ impl TokenEmbedding {
         let [batch, seq, d_model] = x.dims();
         let [vocab, _] = self.weight.dims();
         let x = x.reshape([batch * seq, d_model]); // [batch·seq, d_model]
-        let logits = x.matmul(self.weight.val().transpose()); // [batch·seq, vocab]
+        let logits = matmul(x, self.weight.val().transpose()); // [batch·seq, vocab]
         logits.reshape([batch, seq, vocab])
     }
 }

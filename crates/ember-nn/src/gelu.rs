@@ -24,6 +24,9 @@ impl Gelu {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Gelu::Erf => {
+                if ember_kernels::fused(&x) {
+                    return ember_kernels::gelu(x); // the same function, in one pass (and one back)
+                }
                 let cdf = x
                     .clone()
                     .div_scalar(std::f64::consts::SQRT_2)

@@ -10,9 +10,10 @@
 //! with depth; biases zero; LayerNorm gains one and shifts zero.
 
 use burn::module::Param;
-use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
+
+use crate::linear::Linear;
 use rand_chacha::ChaCha8Rng;
 
 /// The generator every initialiser draws from.
@@ -53,12 +54,12 @@ pub fn constant<const D: usize>(shape: [usize; D], value: f32, device: &Device) 
 
 /// A linear layer `y = x W + b` with `W: [d_input, d_output]` drawn from N(0, std²) and `b = 0`.
 ///
-/// Burn's [`Linear`] stores its weight as `[d_input, d_output]`, the transpose of PyTorch's
+/// The weight is stored `[d_input, d_output]`, the transpose of PyTorch's
 /// `[out_features, in_features]`.
 pub fn linear(d_input: usize, d_output: usize, std: f64, rng: &mut InitRng, device: &Device) -> Linear {
     Linear {
         weight: normal([d_input, d_output], std, rng, device),
-        bias: Some(constant([d_output], 0.0, device)),
+        bias: constant([d_output], 0.0, device),
     }
 }
 

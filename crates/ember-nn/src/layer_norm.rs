@@ -44,6 +44,10 @@ impl LayerNorm {
     /// # Shapes
     /// - x: `[..., d_model]` → `[..., d_model]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if ember_kernels::fused(&x) {
+            // The same computation, in one pass over the rows (and one back).
+            return ember_kernels::layer_norm(x, self.weight.val(), self.bias.val(), self.eps);
+        }
         let (var, mean) = x.clone().var_mean_bias(D - 1); // [..., 1] each
         let normed = (x - mean).div(var.add_scalar(self.eps).sqrt());
         normed * self.weight.val().unsqueeze() + self.bias.val().unsqueeze()

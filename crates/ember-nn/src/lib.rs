@@ -1,7 +1,7 @@
 //! Transformer building blocks for ember, one concept per module.
 //!
-//! Read them in this order: [`embedding`], [`rope`], [`attention`], [`gelu`], [`mlp`],
-//! [`layer_norm`], [`block`]. Each file holds a `Config` (validated in `init`), the `Module`,
+//! Read them in this order: [`embedding`], [`linear`], [`rope`], [`attention`], [`gelu`],
+//! [`mlp`], [`layer_norm`], [`block`]. Each file holds a `Config` (validated in `init`), the `Module`,
 //! its `forward` with the tensor shapes spelled out, and tests with known values.
 //!
 //! Dimension names used in every shape comment:
@@ -27,6 +27,7 @@ pub mod embedding;
 pub mod gelu;
 pub mod init;
 pub mod layer_norm;
+pub mod linear;
 pub mod mlp;
 pub mod rope;
 
@@ -39,5 +40,6 @@ pub use embedding::{TokenEmbedding, TokenEmbeddingConfig};
 pub use gelu::Gelu;
 pub use init::InitRng;
 pub use layer_norm::{LayerNorm, LayerNormConfig};
+pub use linear::Linear;
 pub use mlp::{Mlp, MlpConfig};
 pub use rope::{RotaryEncoding, RotaryEncodingConfig};

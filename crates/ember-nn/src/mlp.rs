@@ -2,11 +2,11 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
 use crate::gelu::Gelu;
 use crate::init::{self, InitRng};
+use crate::linear::Linear;
 
 /// Configuration of an [`Mlp`].
 #[derive(Config, Debug)]
@@ -71,9 +71,9 @@ mod tests {
         // d_model = 1, d_ff = 2: fc = [1, -1], bias [0, 1]; proj = [2, 3]ᵀ, bias [0.5].
         let mut mlp = MlpConfig::new(1, 2).init(&mut init::seeded(0), &device);
         mlp.fc.weight = Param::from_tensor(Tensor::from_data([[1.0, -1.0]], &device));
-        mlp.fc.bias = Some(Param::from_tensor(Tensor::from_data([0.0, 1.0], &device)));
+        mlp.fc.bias = Param::from_tensor(Tensor::from_data([0.0, 1.0], &device));
         mlp.proj.weight = Param::from_tensor(Tensor::from_data([[2.0], [3.0]], &device));
-        mlp.proj.bias = Some(Param::from_tensor(Tensor::from_data([0.5], &device)));
+        mlp.proj.bias = Param::from_tensor(Tensor::from_data([0.5], &device));
         // x = 1: hidden = [1, 0] → gelu = [0.8413447, 0] → 2·0.8413447 + 0.5
         let out = mlp.forward(Tensor::from_data([[[1.0]]], &device));
         assert_close(&values(&out), &[2.0 * 0.8413447 + 0.5], 1e-6);
@@ -84,7 +84,6 @@ mod tests {
         let mlp = MlpConfig::new(4, 16).init(&mut init::seeded(0), &device());
         assert_eq!(mlp.fc.weight.dims(), [4, 16]);
         assert_eq!(mlp.proj.weight.dims(), [16, 4]);
-        let bias = mlp.fc.bias.as_ref().expect("bias");
-        assert!(values(&bias.val()).iter().all(|&b| b == 0.0));
+        assert!(values(&mlp.fc.bias.val()).iter().all(|&b| b == 0.0));
     }
 }

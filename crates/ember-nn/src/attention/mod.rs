@@ -20,10 +20,11 @@ pub use mask::AttentionMask;
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Linear};
+use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 
 use crate::init::{self, InitRng};
+use crate::linear::Linear;
 use crate::rope::{RotaryEncoding, RotaryEncodingConfig};
 
 /// Configuration of a [`CausalSelfAttention`] layer.

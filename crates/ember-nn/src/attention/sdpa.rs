@@ -8,6 +8,8 @@ use burn::nn::Dropout;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
+use crate::linear::matmul;
+
 /// Attends each query to the keys its mask bias allows.
 ///
 /// `bias` holds `0` where attention is allowed and `−∞` where it is not (see
@@ -28,11 +30,11 @@ pub fn scaled_dot_product_attention(
 ) -> Tensor<4> {
     let [_, _, _, d_head] = q.dims();
     let scale = 1.0 / (d_head as f64).sqrt();
-    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale); // [batch, n_heads, seq, past + seq]
+    let scores = matmul(q, k.swap_dims(2, 3)).mul_scalar(scale); // [batch, n_heads, seq, past + seq]
     let scores = scores.clone() + bias.cast(scores.dtype()).unsqueeze::<4>(); // masked entries become −∞
     let weights = softmax(scores, 3); // each row sums to 1 over the allowed keys
     let weights = dropout.forward(weights);
-    weights.matmul(v) // [batch, n_heads, seq, d_head]
+    matmul(weights, v) // [batch, n_heads, seq, d_head]
 }
 
 #[cfg(test)]

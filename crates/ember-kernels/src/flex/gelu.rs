@@ -1,0 +1,50 @@
+//! Exact GELU, `x · Φ(x)` with `Φ(x) = ½(1 + erf(x/√2))`, and its derivative
+//! `Φ(x) + x · φ(x)`, `φ(x) = e^{−x²/2}/√(2π)`, each in one pass.
+
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use super::math::{erf, exp};
+use super::{contiguous_values, from_vec, uninit};
+
+const CHUNK: usize = 1 << 14;
+const INV_SQRT2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+pub fn forward(x: FlexTensor) -> FlexTensor {
+    let shape = x.layout().shape().clone();
+    let x = contiguous_values(&x);
+    let mut y = uninit(x.len());
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| forward_chunk(y, x));
+    from_vec(y, shape)
+}
+
+vectorized! {
+    fn forward_chunk(y: &mut [f32], x: &[f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = x * 0.5 * (1.0 + erf(x * INV_SQRT2));
+        }
+    }
+}
+
+pub fn backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+    let shape = x.layout().shape().clone();
+    let (x, g) = (contiguous_values(&x), contiguous_values(&grad));
+    let mut dx = uninit(x.len());
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .for_each(|(dx, (x, g))| backward_chunk(dx, x, g));
+    from_vec(dx, shape)
+}
+
+vectorized! {
+    fn backward_chunk(dx: &mut [f32], x: &[f32], g: &[f32]) {
+        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+            let cdf = 0.5 * (1.0 + erf(x * INV_SQRT2));
+            let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
+            *dx = g * (cdf + x * pdf);
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! LayerNorm over the last axis, forward and backward, one row at a time:
+//!
+//! ```text
+//! μ = mean(x), σ⁻¹ = 1/√(var(x) + ε), x̂ = (x − μ)σ⁻¹, y = x̂ ⊙ w + b
+//! ∂x = σ⁻¹ (g − mean(g) − x̂ · mean(g ⊙ x̂)),  g = ∂y ⊙ w
+//! ∂w = Σ_rows ∂y ⊙ x̂,  ∂b = Σ_rows ∂y
+//! ```
+
+use burn_flex::FlexTensor;
+use burn_std::Shape;
+use rayon::prelude::*;
+
+use super::{contiguous_values, from_vec, uninit};
+
+/// Rows per parallel task.
+const ROWS: usize = 64;
+
+/// Σ values, in eight interleaved partial sums so that the loop vectorises.
+#[inline(always)]
+fn sum(values: impl Iterator<Item = f32>) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    for (i, v) in values.enumerate() {
+        lanes[i % 8] += v;
+    }
+    lanes.iter().sum()
+}
+
+/// Mean and 1/√(biased variance + eps) of a row.
+#[inline(always)]
+fn stats(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = sum(row.iter().copied()) / n;
+    let var = sum(row.iter().map(|&v| (v - mean) * (v - mean))) / n;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+pub fn forward(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, eps: f64) -> FlexTensor {
+    let shape = x.layout().shape().clone();
+    let d = shape[shape.num_dims() - 1];
+    let (x, w, b) = (
+        contiguous_values(&x),
+        contiguous_values(&weight),
+        contiguous_values(&bias),
+    );
+    let eps = eps as f32;
+    let mut y = uninit(x.len());
+    y.par_chunks_mut(d * ROWS)
+        .zip(x.par_chunks(d * ROWS))
+        .for_each(|(y, x)| forward_rows(y, x, &w, &b, eps));
+    from_vec(y, shape)
+}
+
+vectorized! {
+    fn forward_rows(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+        let d = w.len();
+        for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+            let (mean, rstd) = stats(x, eps);
+            for i in 0..d {
+                y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+            }
+        }
+    }
+}
+
+vectorized! {
+    /// ∂x of the rows in `x`, and their contributions added to ∂w and ∂b.
+    fn backward_rows(dx: &mut [f32], x: &[f32], g: &[f32], w: &[f32], eps: f32, dw: &mut [f32], db: &mut [f32]) {
+        let d = w.len();
+        let mut xhat = vec![0.0f32; d];
+        for ((dx, x), dy) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
+            let (mean, rstd) = stats(x, eps);
+            for i in 0..d {
+                xhat[i] = (x[i] - mean) * rstd;
+                dw[i] += dy[i] * xhat[i];
+                db[i] += dy[i];
+            }
+            let mean_g = sum((0..d).map(|i| dy[i] * w[i])) / d as f32;
+            let mean_gx = sum((0..d).map(|i| dy[i] * w[i] * xhat[i])) / d as f32;
+            for i in 0..d {
+                dx[i] = rstd * (dy[i] * w[i] - mean_g - xhat[i] * mean_gx);
+            }
+        }
+    }
+}
+
+/// Returns `(∂x, ∂w, ∂b)`.
+pub fn backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor, eps: f64) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let shape = x.layout().shape().clone();
+    let d = shape[shape.num_dims() - 1];
+    let (x, w, g) = (
+        contiguous_values(&x),
+        contiguous_values(&weight),
+        contiguous_values(&grad),
+    );
+    let eps = eps as f32;
+    let mut dx = uninit(x.len());
+    // Each task also sums its rows' contributions to ∂w and ∂b; the partial sums are added after.
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(d * ROWS)
+        .zip(x.par_chunks(d * ROWS).zip(g.par_chunks(d * ROWS)))
+        .map(|(dx, (x, g))| {
+            let (mut dw, mut db) = (vec![0.0f32; d], vec![0.0f32; d]);
+            backward_rows(dx, x, g, &w, eps, &mut dw, &mut db);
+            (dw, db)
+        })
+        .collect();
+    let (mut dw, mut db) = (vec![0.0f32; d], vec![0.0f32; d]);
+    for (pw, pb) in partials {
+        for i in 0..d {
+            dw[i] += pw[i];
+            db[i] += pb[i];
+        }
+    }
+    (
+        from_vec(dx, shape),
+        from_vec(dw, Shape::from(vec![d])),
+        from_vec(db, Shape::from(vec![d])),
+    )
+}

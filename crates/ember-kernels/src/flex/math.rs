@@ -1,0 +1,69 @@
+//! Element-wise math written so that LLVM vectorises it: no calls, no branches.
+
+/// `e^x` for f32, accurate to about 1 ulp over the range where it does not overflow
+/// (Cephes' `expf`: range reduction by ln 2, then a degree-5 polynomial).
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.336_55, 88.376_26);
+    // n = round(x / ln 2), by adding and subtracting 1.5·2²³ (round to nearest even).
+    const MAGIC: f32 = 12_582_912.0;
+    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let r2 = r * r;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5.000_000_1e-1;
+    let y = p * r2 + r + 1.0;
+    // Multiply by 2ⁿ through the exponent bits.
+    let bits = ((n as i32 + 127) as u32) << 23;
+    y * f32::from_bits(bits)
+}
+
+/// `erf(x)` for f32 with an absolute error below 2e-7: Abramowitz & Stegun 7.1.26 on |x|,
+/// with the sign restored.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
+    let y = 1.0 - poly * exp(-a * a);
+    y.copysign(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_the_standard_library() {
+        let mut worst = 0.0f32;
+        for i in -8700..8800 {
+            let x = i as f32 * 0.01;
+            let (a, e) = (exp(x), x.exp());
+            worst = worst.max(((a - e) / e).abs());
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+    }
+
+    #[test]
+    fn erf_matches_a_reference_to_two_parts_in_ten_million() {
+        // Reference values of erf from tables (to 10 digits).
+        for (x, e) in [
+            (0.0, 0.0),
+            (0.1, 0.1124629160),
+            (0.5, 0.5204998778),
+            (1.0, 0.8427007929),
+            (2.0, 0.9953222650),
+            (3.5, 0.9999992569),
+        ] {
+            assert!((erf(x) - e as f32).abs() < 2e-7, "erf({x}) = {} vs {e}", erf(x));
+            assert!((erf(-x) + e as f32).abs() < 2e-7);
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Matrix product through the `gemm` crate (as Burn's flex backend does), writing straight
+//! into a fresh output buffer. Strided inputs (transposed or narrowed views) are read in place.
+
+use burn_flex::FlexTensor;
+use burn_std::Shape;
+use rayon::prelude::*;
+
+use super::{from_vec, uninit};
+
+/// Below this many multiply-adds a product runs on one thread.
+const PARALLEL_THRESHOLD: usize = 1 << 18;
+
+/// `[..., m, k] · [..., k, n] → [..., m, n]` with equal batch axes.
+pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
+    let (ls, rs) = (lhs.layout().shape().clone(), rhs.layout().shape().clone());
+    let rank = ls.num_dims();
+    assert!(rank >= 2 && rs.num_dims() == rank, "matmul needs equal ranks ≥ 2");
+    assert_eq!(ls[..rank - 2], rs[..rank - 2], "batch axes must be equal");
+    let (m, k, n) = (ls[rank - 2], ls[rank - 1], rs[rank - 1]);
+    assert_eq!(rs[rank - 2], k, "inner dimensions differ");
+    let batch: usize = ls[..rank - 2].iter().product();
+
+    let lhs_starts = batch_starts(&lhs, rank);
+    let rhs_starts = batch_starts(&rhs, rank);
+    let (l_rs, l_cs) = (lhs.layout().strides()[rank - 2], lhs.layout().strides()[rank - 1]);
+    let (r_rs, r_cs) = (rhs.layout().strides()[rank - 2], rhs.layout().strides()[rank - 1]);
+    let lhs_data: &[f32] = lhs.storage();
+    let rhs_data: &[f32] = rhs.storage();
+
+    let mut out = uninit(batch * m * n);
+    let one = |b: usize, dst: &mut [f32], parallelism: gemm::Parallelism| {
+        // SAFETY: the offsets and strides come from the tensors' own layouts, so every element
+        // read lies inside their storage; `dst` holds exactly m·n values, written row-major.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                lhs_data.as_ptr().offset(lhs_starts[b]),
+                l_cs,
+                l_rs,
+                rhs_data.as_ptr().offset(rhs_starts[b]),
+                r_cs,
+                r_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    };
+    let work = m * n * k;
+    if m * n == 0 {
+        // nothing to compute
+    } else if k == 0 {
+        out.fill(0.0);
+    } else if batch == 1 || work >= PARALLEL_THRESHOLD {
+        let parallelism = if work >= PARALLEL_THRESHOLD {
+            gemm::Parallelism::Rayon(0)
+        } else {
+            gemm::Parallelism::None
+        };
+        for (b, dst) in out.chunks_mut(m * n).enumerate() {
+            one(b, dst, parallelism);
+        }
+    } else {
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(b, dst)| one(b, dst, gemm::Parallelism::None));
+    }
+    let mut dims = ls[..rank - 2].to_vec();
+    dims.extend([m, n]);
+    from_vec(out, Shape::from(dims))
+}
+
+/// The storage offset of each batch matrix, in row-major order of the batch axes.
+fn batch_starts(t: &FlexTensor, rank: usize) -> Vec<isize> {
+    let layout = t.layout();
+    let shape = layout.shape();
+    let strides = layout.strides();
+    let mut starts = vec![layout.start_offset() as isize];
+    for axis in 0..rank - 2 {
+        let mut next = Vec::with_capacity(starts.len() * shape[axis]);
+        for &s in &starts {
+            for i in 0..shape[axis] {
+                next.push(s + i as isize * strides[axis]);
+            }
+        }
+        starts = next;
+    }
+    starts
+}

@@ -1,0 +1,94 @@
+//! The kernels on Burn's flex backend.
+
+/// Defines `$name(args)`, which runs `$body` compiled for AVX2 + FMA when the CPU has them
+/// (checked once, at run time) and for the baseline instruction set otherwise. The body is
+/// plain scalar Rust that LLVM vectorises; AVX2 doubles the vector width over the x86-64
+/// baseline's SSE2.
+macro_rules! vectorized {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$meta])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the features `avx2` was compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+mod gelu;
+mod layer_norm;
+mod math;
+mod matmul;
+
+use std::borrow::Cow;
+
+use burn_flex::{Flex, FlexTensor, Layout};
+use burn_std::{Bytes, Shape};
+
+use crate::ops::KernelOps;
+
+impl KernelOps for Flex {
+    fn ember_matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
+        matmul::matmul(lhs, rhs)
+    }
+
+    fn ember_gelu(x: FlexTensor) -> FlexTensor {
+        gelu::forward(x)
+    }
+
+    fn ember_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        gelu::backward(x, grad)
+    }
+
+    fn ember_layer_norm(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, eps: f64) -> FlexTensor {
+        layer_norm::forward(x, weight, bias, eps)
+    }
+
+    fn ember_layer_norm_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        eps: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        layer_norm::backward(x, weight, grad, eps)
+    }
+}
+
+/// The values of `t` in row-major order: borrowed when `t` is contiguous, copied otherwise.
+pub(crate) fn contiguous_values(t: &FlexTensor) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous f32").to_vec()),
+    }
+}
+
+/// A contiguous f32 tensor owning `values` (no copy, unlike `FlexTensor::empty`, which zeroes
+/// a byte vector and then copies it into an aligned one).
+pub(crate) fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
+    debug_assert_eq!(values.len(), shape.num_elements());
+    FlexTensor::new(
+        Bytes::from_elems(values),
+        Layout::contiguous(shape),
+        burn::tensor::DType::F32,
+    )
+}
+
+/// An uninitialised f32 buffer of `n` values, for kernels that write every element.
+pub(crate) fn uninit(n: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: f32 has no invalid bit patterns, and every caller writes all `n` values before
+    // reading any.
+    unsafe { v.set_len(n) };
+    v
+}

@@ -1,0 +1,152 @@
+//! Every fused kernel against the plain Burn composition it replaces: values and gradients.
+
+use burn::tensor::{Device, Distribution, Tensor};
+
+fn device() -> Device {
+    Device::flex().autodiff()
+}
+
+fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<D> {
+    device().seed(seed);
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device())
+}
+
+fn values<const D: usize>(t: &Tensor<D>) -> Vec<f32> {
+    t.clone().inner().into_data().try_to_vec::<f32>().unwrap()
+}
+
+fn assert_close(what: &str, a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst <= tol, "{what}: worst relative difference {worst:e} > {tol:e}");
+}
+
+/// Runs `f` on fresh copies of `inputs` tracking gradients; returns the output values and the
+/// gradient of Σ out ⊙ w for a fixed random `w`, for every input.
+fn run<const D: usize, const O: usize>(
+    inputs: &[Tensor<D>],
+    f: impl Fn(Vec<Tensor<D>>) -> Tensor<O>,
+) -> (Vec<f32>, Vec<Vec<f32>>) {
+    let xs: Vec<Tensor<D>> = inputs.iter().map(|t| t.clone().detach().require_grad()).collect();
+    let out = f(xs.clone());
+    let w = random(out.dims(), 99);
+    let grads = (out.clone() * w).sum().backward();
+    (
+        values(&out),
+        xs.iter().map(|x| values(&x.grad(&grads).expect("gradient"))).collect(),
+    )
+}
+
+fn compare<const D: usize, const O: usize>(
+    what: &str,
+    inputs: &[Tensor<D>],
+    fused: impl Fn(Vec<Tensor<D>>) -> Tensor<O>,
+    reference: impl Fn(Vec<Tensor<D>>) -> Tensor<O>,
+    tol: f32,
+) {
+    let (a, ga) = run(inputs, fused);
+    let (b, gb) = run(inputs, reference);
+    assert_close(&format!("{what} values"), &a, &b, tol);
+    for (i, (x, y)) in ga.iter().zip(&gb).enumerate() {
+        assert_close(&format!("{what} gradient of input {i}"), x, y, tol);
+    }
+}
+
+#[test]
+fn matmul_matches_burn_for_plain_batched_and_transposed_operands() {
+    assert!(ember_kernels::fused(&random([2, 2], 0)));
+    let (a, b) = (random([37, 19], 1), random([19, 23], 2));
+    compare(
+        "2-D matmul",
+        &[a, b],
+        |v| ember_kernels::matmul(v[0].clone(), v[1].clone()),
+        |v| v[0].clone().matmul(v[1].clone()),
+        1e-5,
+    );
+    let (a, b) = (random([2, 3, 17, 8], 3), random([2, 3, 17, 8], 4));
+    // q · kᵀ as attention computes it: the right operand is a transposed view.
+    compare(
+        "batched matmul with a transposed operand",
+        &[a, b],
+        |v| ember_kernels::matmul(v[0].clone(), v[1].clone().swap_dims(2, 3)),
+        |v| v[0].clone().matmul(v[1].clone().swap_dims(2, 3)),
+        1e-5,
+    );
+    let (a, b) = (random([3, 300, 64], 5), random([3, 64, 200], 6));
+    compare(
+        "large batched matmul",
+        &[a, b],
+        |v| ember_kernels::matmul(v[0].clone(), v[1].clone()),
+        |v| v[0].clone().matmul(v[1].clone()),
+        1e-5,
+    );
+}
+
+#[test]
+fn gelu_matches_the_erf_formula() {
+    let x = random([7, 129], 7).mul_scalar(3.0);
+    compare(
+        "GELU",
+        &[x],
+        |v| ember_kernels::gelu(v[0].clone()),
+        |v| {
+            let x = v[0].clone();
+            x.clone()
+                * x.div_scalar(std::f64::consts::SQRT_2)
+                    .erf()
+                    .add_scalar(1.0)
+                    .mul_scalar(0.5)
+        },
+        2e-6,
+    );
+    // far tails: exactly 0 and x
+    let x = Tensor::<1>::from_data([-30.0f32, -10.0, 10.0, 30.0], &device());
+    assert_eq!(values(&ember_kernels::gelu(x)), vec![-0.0, -0.0, 10.0, 30.0]);
+}
+
+#[test]
+fn layer_norm_matches_the_composition() {
+    let x = random([5, 9, 48], 8).mul_scalar(2.0).add_scalar(0.5);
+    let w = random([48], 9);
+    let b = random([48], 10);
+    let (a, ga) = run(&[x.clone()], |v| {
+        ember_kernels::layer_norm(v[0].clone(), w.clone(), b.clone(), 1e-5)
+    });
+    let (r, gr) = run(&[x.clone()], |v| {
+        reference_layer_norm(v[0].clone(), w.clone(), b.clone())
+    });
+    assert_close("LayerNorm values", &a, &r, 2e-6);
+    assert_close("LayerNorm ∂x", &ga[0], &gr[0], 2e-5);
+    // Gradients of the gain and the shift.
+    let grads_of = |fused: bool| {
+        let (w, b) = (w.clone().detach().require_grad(), b.clone().detach().require_grad());
+        let out = if fused {
+            ember_kernels::layer_norm(x.clone(), w.clone(), b.clone(), 1e-5)
+        } else {
+            reference_layer_norm(x.clone(), w.clone(), b.clone())
+        };
+        let g = (out.clone() * random(out.dims(), 99)).sum().backward();
+        (values(&w.grad(&g).unwrap()), values(&b.grad(&g).unwrap()))
+    };
+    let ((fw, fb), (rw, rb)) = (grads_of(true), grads_of(false));
+    assert_close("LayerNorm ∂weight", &fw, &rw, 2e-5);
+    assert_close("LayerNorm ∂bias", &fb, &rb, 2e-5);
+}
+
+fn reference_layer_norm(x: Tensor<3>, w: Tensor<1>, b: Tensor<1>) -> Tensor<3> {
+    let (var, mean) = x.clone().var_mean_bias(2);
+    (x - mean).div(var.add_scalar(1e-5).sqrt()) * w.unsqueeze() + b.unsqueeze()
+}
+
+#[test]
+fn other_devices_are_not_claimed() {
+    #[allow(deprecated)]
+    let nd = Device::ndarray();
+    assert!(!ember_kernels::fused(&Tensor::<1>::zeros([2], &nd)));
+    let half = Tensor::<1>::zeros([2], &Device::flex()).cast(burn::tensor::FloatDType::F16);
+    assert!(!ember_kernels::fused(&half));
+}
