@@ -5,7 +5,7 @@
 //! computes the gradients with the fused kernels of the inner backend.
 
 use burn::backend::TensorMetadata;
-use burn::backend::tensor::FloatTensor;
+use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn_autodiff::checkpoint::base::Checkpointer;
 use burn_autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn_autodiff::grads::Gradients;
@@ -143,6 +143,101 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
             AdTensor::<B, C>::new(db),
         )
     }
+
+    fn ember_softmax(scores: AdTensor<B, C>, bias: AdTensor<B, C>, scale: f32) -> AdTensor<B, C> {
+        #[derive(Debug)]
+        struct Softmax;
+
+        impl<B: KernelOps> Backward<B, 1> for Softmax {
+            type State = (FloatTensor<B>, f32);
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (probs, scale) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::ember_softmax_backward(probs, grad, scale)
+                });
+            }
+        }
+
+        // The mask bias is a constant: only the scores get a gradient.
+        let node = scores.node();
+        let probs = B::ember_softmax(scores.into_primitive(), bias.into_primitive(), scale);
+        match Softmax.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((probs.clone(), scale), probs),
+            OpsKind::UnTracked(prep) => prep.finish(probs),
+        }
+    }
+
+    fn ember_softmax_backward(probs: AdTensor<B, C>, grad: AdTensor<B, C>, scale: f32) -> AdTensor<B, C> {
+        constant::<B, C>(B::ember_softmax_backward(
+            probs.into_primitive(),
+            grad.into_primitive(),
+            scale,
+        ))
+    }
+
+    fn ember_cross_entropy(logits: AdTensor<B, C>, targets: IntTensor<Self>) -> AdTensor<B, C> {
+        #[derive(Debug)]
+        struct CrossEntropy;
+
+        impl<B: KernelOps> Backward<B, 1> for CrossEntropy {
+            type State = (FloatTensor<B>, IntTensor<B>);
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (probs, targets) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::ember_cross_entropy_backward(probs, targets, grad)
+                });
+            }
+        }
+
+        let node = logits.node();
+        let (loss, probs) = B::ember_cross_entropy_probs(logits.into_primitive(), targets.clone());
+        match CrossEntropy.prepare::<C>([node]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((probs, targets), loss),
+            OpsKind::UnTracked(prep) => prep.finish(loss),
+        }
+    }
+
+    fn ember_cross_entropy_probs(logits: AdTensor<B, C>, targets: IntTensor<Self>) -> (AdTensor<B, C>, AdTensor<B, C>) {
+        let (loss, probs) = B::ember_cross_entropy_probs(logits.into_primitive(), targets);
+        (constant::<B, C>(loss), constant::<B, C>(probs))
+    }
+
+    fn ember_cross_entropy_backward(
+        probs: AdTensor<B, C>,
+        targets: IntTensor<Self>,
+        grad: AdTensor<B, C>,
+    ) -> AdTensor<B, C> {
+        constant::<B, C>(B::ember_cross_entropy_backward(
+            probs.into_primitive(),
+            targets,
+            grad.into_primitive(),
+        ))
+    }
+
+    fn ember_adamw(
+        theta: AdTensor<B, C>,
+        grad: AdTensor<B, C>,
+        m: AdTensor<B, C>,
+        v: AdTensor<B, C>,
+        constants: [f32; 7],
+    ) -> (AdTensor<B, C>, AdTensor<B, C>, AdTensor<B, C>) {
+        // The optimiser works outside the graph: the results are constants.
+        let (t, m, v) = B::ember_adamw(
+            theta.into_primitive(),
+            grad.into_primitive(),
+            m.into_primitive(),
+            v.into_primitive(),
+            constants,
+        );
+        (constant::<B, C>(t), constant::<B, C>(m), constant::<B, C>(v))
+    }
+}
+
+/// A constant (untracked) autodiff tensor around an inner value.
+fn constant<B: KernelOps, C: CheckpointStrategy>(t: FloatTensor<B>) -> AdTensor<B, C> {
+    AdTensor::<B, C>::new(t)
 }
 
 /// A view with the last two axes swapped (no copy on flex: the kernels read strides).

@@ -23,7 +23,7 @@ mod route;
 pub use ops::KernelOps;
 
 use burn::backend::Dispatch;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 /// Whether the fused kernels serve tensors like `t` (f32 on the flex backend). Where they do
 /// not, callers use their reference composition of Burn ops.
@@ -52,6 +52,48 @@ pub fn layer_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, bias: Tensor<
     run(|| {
         <Dispatch as KernelOps>::ember_layer_norm(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), eps)
     })
+}
+
+/// `softmax(scores · scale + bias)` over the last axis, the mask bias `[q, k]` (0 or −∞)
+/// shared by all leading axes; the gradient flows to `scores` only. Call only when [`fused`]
+/// holds.
+///
+/// # Shapes
+/// - scores: `[..., q, k]`, bias: `[q, k]` → `[..., q, k]`
+pub fn softmax<const D: usize>(scores: Tensor<D>, bias: Tensor<2>, scale: f64) -> Tensor<D> {
+    run(|| <Dispatch as KernelOps>::ember_softmax(scores.into_dispatch(), bias.into_dispatch(), scale as f32))
+}
+
+/// Mean cross-entropy (nats) of logits against target ids. Call only when [`fused`] holds.
+///
+/// # Shapes
+/// - logits: `[n, vocab]`, targets: `[n]` → `[1]`
+pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    run(|| <Dispatch as KernelOps>::ember_cross_entropy(logits.into_dispatch(), targets.into_dispatch()))
+}
+
+/// One AdamW update of a flattened parameter `θ` with gradient `g` and moments `m`, `v`
+/// (outside any autodiff graph): returns the new `(θ, m, v)`. `constants` are
+/// `[lr, β₁, β₂, ε, 1 − lr·λ, 1 − β₁ᵗ, √(1 − β₂ᵗ)]`. Call only when [`fused`] holds.
+pub fn adamw(
+    theta: Tensor<1>,
+    grad: Tensor<1>,
+    m: Tensor<1>,
+    v: Tensor<1>,
+    constants: [f32; 7],
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+    let (t, m, v) = <Dispatch as KernelOps>::ember_adamw(
+        theta.into_dispatch(),
+        grad.into_dispatch(),
+        m.into_dispatch(),
+        v.into_dispatch(),
+        constants,
+    );
+    (
+        Tensor::from_dispatch(t),
+        Tensor::from_dispatch(m),
+        Tensor::from_dispatch(v),
+    )
 }
 
 /// `lhs · rhs` over the last two axes (batch axes must be equal, not broadcast).

@@ -3,7 +3,10 @@
 //! autodiff tensors to [`crate::autodiff`], which records the backward pass and calls the
 //! inner (flex) implementation.
 
-use burn::backend::{Backend, backend_extension, tensor::FloatTensor};
+use burn::backend::{
+    Backend, backend_extension,
+    tensor::{FloatTensor, IntTensor},
+};
 
 #[allow(unused_imports)] // the generated routing names it
 use burn::backend::Autodiff;
@@ -34,5 +37,37 @@ pub trait KernelOps: Backend {
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         eps: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `softmax(scores · scale + bias)` over the last axis; `bias` is `[q, k]`.
+    fn ember_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
+
+    /// `∂L/∂scores` of [`ember_softmax`](Self::ember_softmax) from its output and `∂L/∂output`.
+    fn ember_softmax_backward(probs: FloatTensor<Self>, grad: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
+
+    /// Mean cross-entropy of `[n, v]` logits against `[n]` targets, as a `[1]` tensor.
+    fn ember_cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
+
+    /// The mean cross-entropy and the softmax of the logits.
+    fn ember_cross_entropy_probs(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `∂L/∂logits` from the softmax, the targets and `∂L/∂loss` (a `[1]` tensor).
+    fn ember_cross_entropy_backward(
+        probs: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// One AdamW update of a flattened parameter: returns `(θ, m, v)`. `constants` are
+    /// `[lr, β₁, β₂, ε, 1 − lr·λ, 1 − β₁ᵗ, √(1 − β₂ᵗ)]`.
+    fn ember_adamw(
+        theta: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        m: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        constants: [f32; 7],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }

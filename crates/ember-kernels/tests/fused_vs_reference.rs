@@ -150,3 +150,61 @@ fn other_devices_are_not_claimed() {
     let half = Tensor::<1>::zeros([2], &Device::flex()).cast(burn::tensor::FloatDType::F16);
     assert!(!ember_kernels::fused(&half));
 }
+
+#[test]
+fn masked_scaled_softmax_matches_the_composition() {
+    let scores = random([2, 3, 9, 9], 11).mul_scalar(4.0);
+    // a causal mask: 0 on and below the diagonal, −∞ above
+    let mut bias = vec![0.0f32; 81];
+    for q in 0..9 {
+        for k in q + 1..9 {
+            bias[q * 9 + k] = f32::NEG_INFINITY;
+        }
+    }
+    let bias = Tensor::<2>::from_data(burn::tensor::TensorData::new(bias, [9, 9]), &device());
+    let scale = 0.25;
+    compare(
+        "masked softmax",
+        &[scores],
+        |v| ember_kernels::softmax(v[0].clone(), bias.clone(), scale),
+        |v| burn::tensor::activation::softmax(v[0].clone().mul_scalar(scale) + bias.clone().unsqueeze::<4>(), 3),
+        2e-6,
+    );
+}
+
+#[test]
+fn cross_entropy_matches_log_softmax_and_gather() {
+    let logits = random([37, 65], 12).mul_scalar(3.0);
+    let ids: Vec<i64> = (0..37).map(|i| (i * 7 % 65) as i64).collect();
+    let targets = Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(ids, [37]), &device());
+    compare(
+        "cross-entropy",
+        &[logits],
+        |v| ember_kernels::cross_entropy(v[0].clone(), targets.clone()),
+        |v| {
+            let lp = burn::tensor::activation::log_softmax(v[0].clone(), 1);
+            lp.gather(1, targets.clone().reshape([37, 1])).mean().neg()
+        },
+        2e-6,
+    );
+}
+
+#[test]
+fn adamw_update_matches_the_formula() {
+    let device = Device::flex();
+    let n = 100_003; // not a multiple of any vector width or chunk
+    device.seed(13);
+    let r = |s: f32| Tensor::<1>::random([n], Distribution::Normal(0.0, 1.0), &device).mul_scalar(s);
+    let (theta, g, m, v) = (r(1.0), r(0.1), r(0.01), r(0.001).abs());
+    let (lr, b1, b2, eps, wd, t) = (3e-3f64, 0.9f64, 0.95f64, 1e-8f64, 0.1f64, 7);
+    let (bias1, bias2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+    let c = [lr, b1, b2, eps, 1.0 - lr * wd, bias1, bias2.sqrt()].map(|x| x as f32);
+    let (t2, m2, v2) = ember_kernels::adamw(theta.clone(), g.clone(), m.clone(), v.clone(), c);
+    let m_ref = m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
+    let v_ref = v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2);
+    let denom = v_ref.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(eps);
+    let t_ref = theta.mul_scalar(1.0 - lr * wd) - m_ref.clone().div(denom).mul_scalar(lr / bias1);
+    assert_close("m", &values(&m2), &values(&m_ref), 1e-6);
+    assert_close("v", &values(&v2), &values(&v_ref), 1e-6);
+    assert_close("θ", &values(&t2), &values(&t_ref), 1e-6);
+}

@@ -12,6 +12,10 @@ use burn::tensor::{Int, Tensor};
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
     let [batch, seq, vocab] = logits.dims();
     let n = batch * seq;
+    if ember_kernels::fused(&logits) {
+        // The same loss in one pass, keeping the softmax for the backward pass.
+        return ember_kernels::cross_entropy(logits.reshape([n, vocab]), targets.reshape([n]));
+    }
     let log_probs = log_softmax(logits.reshape([n, vocab]), 1); // [n, vocab]
     let picked = log_probs.gather(1, targets.reshape([n, 1])); // [n, 1]
     picked.mean().neg()

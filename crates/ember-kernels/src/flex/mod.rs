@@ -26,10 +26,13 @@ macro_rules! vectorized {
     };
 }
 
+mod adamw;
+mod cross_entropy;
 mod gelu;
 mod layer_norm;
 mod math;
 mod matmul;
+mod softmax;
 
 use std::borrow::Cow;
 
@@ -63,6 +66,60 @@ impl KernelOps for Flex {
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         layer_norm::backward(x, weight, grad, eps)
     }
+
+    fn ember_softmax(scores: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
+        softmax::forward(scores, bias, scale)
+    }
+
+    fn ember_softmax_backward(probs: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
+        softmax::backward(probs, grad, scale)
+    }
+
+    fn ember_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
+        cross_entropy::forward(logits, &int_values(targets)).0
+    }
+
+    fn ember_cross_entropy_probs(logits: FlexTensor, targets: FlexTensor) -> (FlexTensor, FlexTensor) {
+        cross_entropy::forward(logits, &int_values(targets))
+    }
+
+    fn ember_cross_entropy_backward(probs: FlexTensor, targets: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let grad = contiguous_values(&grad)[0];
+        cross_entropy::backward(probs, &int_values(targets), grad)
+    }
+
+    fn ember_adamw(
+        theta: FlexTensor,
+        grad: FlexTensor,
+        m: FlexTensor,
+        v: FlexTensor,
+        c: [f32; 7],
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let [lr, beta1, beta2, eps, decay, bias1, sqrt_bias2] = c;
+        adamw::step(
+            theta,
+            grad,
+            m,
+            v,
+            adamw::AdamWStep {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                decay,
+                bias1,
+                sqrt_bias2,
+            },
+        )
+    }
+}
+
+/// The values of an integer tensor as i64.
+fn int_values(t: FlexTensor) -> Vec<i64> {
+    t.into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("integer values")
 }
 
 /// The values of `t` in row-major order: borrowed when `t` is contiguous, copied otherwise.

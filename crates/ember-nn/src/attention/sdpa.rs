@@ -30,9 +30,14 @@ pub fn scaled_dot_product_attention(
 ) -> Tensor<4> {
     let [_, _, _, d_head] = q.dims();
     let scale = 1.0 / (d_head as f64).sqrt();
-    let scores = matmul(q, k.swap_dims(2, 3)).mul_scalar(scale); // [batch, n_heads, seq, past + seq]
-    let scores = scores.clone() + bias.cast(scores.dtype()).unsqueeze::<4>(); // masked entries become −∞
-    let weights = softmax(scores, 3); // each row sums to 1 over the allowed keys
+    let scores = matmul(q, k.swap_dims(2, 3)); // [batch, n_heads, seq, past + seq]
+    let weights = if ember_kernels::fused(&scores) {
+        ember_kernels::softmax(scores, bias, scale) // the three lines below, in one pass
+    } else {
+        let scores = scores.mul_scalar(scale);
+        let scores = scores.clone() + bias.cast(scores.dtype()).unsqueeze::<4>(); // masked entries become −∞
+        softmax(scores, 3) // each row sums to 1 over the allowed keys
+    };
     let weights = dropout.forward(weights);
     matmul(weights, v) // [batch, n_heads, seq, d_head]
 }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, Param, ParamId, ParamMapper};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +138,26 @@ impl ModuleMapper for Update<'_> {
         let shape = value.dims();
         let theta = value.inner().reshape([shape.iter().product::<usize>()]); // [numel]
 
+        if ember_kernels::fused(&theta) {
+            // The same update in one pass over θ, g, m and v.
+            let decay = if D >= 2 { 1.0 - self.lr * c.weight_decay } else { 1.0 };
+            let (m, v) = match self.optim.moments.remove(&name) {
+                Some(Moments { m, v }) => (m, v),
+                None => (theta.zeros_like(), theta.zeros_like()),
+            };
+            let constants = [
+                self.lr as f32,
+                c.beta1 as f32,
+                c.beta2 as f32,
+                c.eps as f32,
+                decay as f32,
+                (1.0 - c.beta1.powi(t)) as f32,
+                (1.0 - c.beta2.powi(t)).sqrt() as f32,
+            ];
+            let (theta, m, v) = ember_kernels::adamw(theta, grad.clone(), m, v, constants);
+            self.optim.moments.insert(name, Moments { m, v });
+            return restore(theta.reshape(shape), id, mapper, tracked, require_grad);
+        }
         let theta = if D >= 2 && c.weight_decay > 0.0 {
             theta.mul_scalar(1.0 - self.lr * c.weight_decay)
         } else {
@@ -160,15 +180,23 @@ impl ModuleMapper for Update<'_> {
         let theta = theta - moments.m.clone().div(denom).mul_scalar(self.lr / bias1);
         self.optim.moments.insert(name, moments);
 
-        let mut updated = theta.reshape(shape);
-        if tracked {
-            updated = Tensor::from_inner(updated);
-        }
-        if require_grad {
-            updated = updated.require_grad();
-        }
-        Param::from_mapped_value(id, updated, mapper)
+        restore(theta.reshape(shape), id, mapper, tracked, require_grad)
     }
+}
+
+/// Puts an updated value back into a parameter, re-entering autodiff if it was tracked.
+fn restore<const D: usize>(
+    value: Tensor<D>,
+    id: ParamId,
+    mapper: ParamMapper<Tensor<D>>,
+    tracked: bool,
+    require_grad: bool,
+) -> Param<Tensor<D>> {
+    let mut value = if tracked { Tensor::from_inner(value) } else { value };
+    if require_grad {
+        value = value.require_grad();
+    }
+    Param::from_mapped_value(id, value, mapper)
 }
 
 #[cfg(test)]

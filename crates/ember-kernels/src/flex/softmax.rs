@@ -1,0 +1,86 @@
+//! The attention softmax with its scale and additive mask fused in:
+//!
+//! ```text
+//! P = softmax(S · scale + bias)          row-wise over the last axis
+//! ∂S = scale · P ⊙ (∂P − Σ_row ∂P ⊙ P)
+//! ```
+//!
+//! `bias` (`[q, k]`, 0 or −∞) is shared by every batch and head.
+
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+use super::math::exp;
+use super::{contiguous_values, from_vec, uninit};
+
+/// Rows per parallel task.
+const ROWS: usize = 128;
+
+pub fn forward(scores: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
+    let shape = scores.layout().shape().clone();
+    let rank = shape.num_dims();
+    let (q, k) = (shape[rank - 2], shape[rank - 1]);
+    let (s, b) = (contiguous_values(&scores), contiguous_values(&bias));
+    assert_eq!(b.len(), q * k, "the mask bias must be [q, k]");
+    let mut p = uninit(s.len());
+    p.par_chunks_mut(k * ROWS)
+        .zip(s.par_chunks(k * ROWS))
+        .enumerate()
+        .for_each(|(chunk, (p, s))| {
+            forward_rows(p, s, &b, chunk * ROWS, q, scale);
+        });
+    from_vec(p, shape)
+}
+
+vectorized! {
+    /// Rows `first_row..` of the flattened scores (row r uses bias row r mod q).
+    fn forward_rows(p: &mut [f32], s: &[f32], bias: &[f32], first_row: usize, q: usize, scale: f32) {
+        let k = bias.len() / q;
+        for (r, (p, s)) in p.chunks_mut(k).zip(s.chunks(k)).enumerate() {
+            let b = &bias[((first_row + r) % q) * k..][..k];
+            let mut max = f32::NEG_INFINITY;
+            for i in 0..k {
+                p[i] = s[i] * scale + b[i];
+                max = max.max(p[i]);
+            }
+            let mut lanes = [0.0f32; 8];
+            for i in 0..k {
+                p[i] = exp(p[i] - max);
+                lanes[i % 8] += p[i];
+            }
+            let inv = 1.0 / lanes.iter().sum::<f32>();
+            for v in p.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+}
+
+/// `∂S` from the softmax output `P` and `∂P`.
+pub fn backward(probs: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
+    let shape = probs.layout().shape().clone();
+    let k = shape[shape.num_dims() - 1];
+    let (p, g) = (contiguous_values(&probs), contiguous_values(&grad));
+    let mut ds = uninit(p.len());
+    ds.par_chunks_mut(k * ROWS)
+        .zip(p.par_chunks(k * ROWS).zip(g.par_chunks(k * ROWS)))
+        .for_each(|(ds, (p, g))| {
+            backward_rows(ds, p, g, k, scale);
+        });
+    from_vec(ds, shape)
+}
+
+vectorized! {
+    fn backward_rows(ds: &mut [f32], p: &[f32], g: &[f32], k: usize, scale: f32) {
+        for ((ds, p), g) in ds.chunks_mut(k).zip(p.chunks(k)).zip(g.chunks(k)) {
+            let mut lanes = [0.0f32; 8];
+            for i in 0..k {
+                lanes[i % 8] += p[i] * g[i];
+            }
+            let dot: f32 = lanes.iter().sum();
+            for i in 0..k {
+                ds[i] = scale * p[i] * (g[i] - dot);
+            }
+        }
+    }
+}
