@@ -44,6 +44,11 @@ pub fn step(
     );
     let n = t.len();
     let (mut t2, mut m2, mut v2) = (uninit(n), uninit(n), uninit(n));
+    if n <= CHUNK {
+        update(&mut t2, &mut m2, &mut v2, &t, &g, &m, &v, s); // too little work to share
+        let flat = burn_std::Shape::from(vec![n]);
+        return (from_vec(t2, shape), from_vec(m2, flat.clone()), from_vec(v2, flat));
+    }
     t2.par_chunks_mut(CHUNK)
         .zip(m2.par_chunks_mut(CHUNK))
         .zip(v2.par_chunks_mut(CHUNK))

@@ -15,9 +15,13 @@ pub fn forward(x: FlexTensor) -> FlexTensor {
     let shape = x.layout().shape().clone();
     let x = contiguous_values(&x);
     let mut y = uninit(x.len());
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| forward_chunk(y, x));
+    if x.len() <= CHUNK {
+        forward_chunk(&mut y, &x); // too little work to share
+    } else {
+        y.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK))
+            .for_each(|(y, x)| forward_chunk(y, x));
+    }
     from_vec(y, shape)
 }
 
@@ -33,9 +37,13 @@ pub fn backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
     let shape = x.layout().shape().clone();
     let (x, g) = (contiguous_values(&x), contiguous_values(&grad));
     let mut dx = uninit(x.len());
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, g))| backward_chunk(dx, x, g));
+    if x.len() <= CHUNK {
+        backward_chunk(&mut dx, &x, &g);
+    } else {
+        dx.par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+            .for_each(|(dx, (x, g))| backward_chunk(dx, x, g));
+    }
     from_vec(dx, shape)
 }
 

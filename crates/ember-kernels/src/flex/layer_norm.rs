@@ -44,9 +44,13 @@ pub fn forward(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, eps: f64) ->
     );
     let eps = eps as f32;
     let mut y = uninit(x.len());
-    y.par_chunks_mut(d * ROWS)
-        .zip(x.par_chunks(d * ROWS))
-        .for_each(|(y, x)| forward_rows(y, x, &w, &b, eps));
+    if x.len() <= d * ROWS {
+        forward_rows(&mut y, &x, &w, &b, eps); // too little work to share
+    } else {
+        y.par_chunks_mut(d * ROWS)
+            .zip(x.par_chunks(d * ROWS))
+            .for_each(|(y, x)| forward_rows(y, x, &w, &b, eps));
+    }
     from_vec(y, shape)
 }
 

@@ -69,6 +69,10 @@ pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
         for (b, dst) in out.chunks_mut(m * n).enumerate() {
             one(b, dst, parallelism);
         }
+    } else if batch * work < PARALLEL_THRESHOLD {
+        for (b, dst) in out.chunks_mut(m * n).enumerate() {
+            one(b, dst, gemm::Parallelism::None); // too little work to share
+        }
     } else {
         out.par_chunks_mut(m * n)
             .enumerate()

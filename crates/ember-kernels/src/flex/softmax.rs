@@ -23,12 +23,16 @@ pub fn forward(scores: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
     let (s, b) = (contiguous_values(&scores), contiguous_values(&bias));
     assert_eq!(b.len(), q * k, "the mask bias must be [q, k]");
     let mut p = uninit(s.len());
-    p.par_chunks_mut(k * ROWS)
-        .zip(s.par_chunks(k * ROWS))
-        .enumerate()
-        .for_each(|(chunk, (p, s))| {
-            forward_rows(p, s, &b, chunk * ROWS, q, scale);
-        });
+    if s.len() <= k * ROWS {
+        forward_rows(&mut p, &s, &b, 0, q, scale); // too little work to share
+    } else {
+        p.par_chunks_mut(k * ROWS)
+            .zip(s.par_chunks(k * ROWS))
+            .enumerate()
+            .for_each(|(chunk, (p, s))| {
+                forward_rows(p, s, &b, chunk * ROWS, q, scale);
+            });
+    }
     from_vec(p, shape)
 }
 
@@ -38,15 +42,21 @@ vectorized! {
         let k = bias.len() / q;
         for (r, (p, s)) in p.chunks_mut(k).zip(s.chunks(k)).enumerate() {
             let b = &bias[((first_row + r) % q) * k..][..k];
-            let mut max = f32::NEG_INFINITY;
+            // Eight running maxima (a plain `max` fold would not vectorise).
+            let mut maxes = [f32::NEG_INFINITY; 8];
             for i in 0..k {
-                p[i] = s[i] * scale + b[i];
-                max = max.max(p[i]);
+                let z = s[i] * scale + b[i];
+                p[i] = z;
+                let lane = &mut maxes[i % 8];
+                *lane = if z > *lane { z } else { *lane };
             }
+            let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
             let mut lanes = [0.0f32; 8];
             for i in 0..k {
-                p[i] = exp(p[i] - max);
-                lanes[i % 8] += p[i];
+                // Masked entries (−∞) get exactly zero weight.
+                let e = if p[i] == f32::NEG_INFINITY { 0.0 } else { exp(p[i] - max) };
+                p[i] = e;
+                lanes[i % 8] += e;
             }
             let inv = 1.0 / lanes.iter().sum::<f32>();
             for v in p.iter_mut() {
@@ -62,11 +72,13 @@ pub fn backward(probs: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
     let k = shape[shape.num_dims() - 1];
     let (p, g) = (contiguous_values(&probs), contiguous_values(&grad));
     let mut ds = uninit(p.len());
-    ds.par_chunks_mut(k * ROWS)
-        .zip(p.par_chunks(k * ROWS).zip(g.par_chunks(k * ROWS)))
-        .for_each(|(ds, (p, g))| {
-            backward_rows(ds, p, g, k, scale);
-        });
+    if p.len() <= k * ROWS {
+        backward_rows(&mut ds, &p, &g, k, scale);
+    } else {
+        ds.par_chunks_mut(k * ROWS)
+            .zip(p.par_chunks(k * ROWS).zip(g.par_chunks(k * ROWS)))
+            .for_each(|(ds, (p, g))| backward_rows(ds, p, g, k, scale));
+    }
     from_vec(ds, shape)
 }
 
