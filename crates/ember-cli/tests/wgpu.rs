@@ -69,17 +69,7 @@ fn forward_pass_matches_the_cpu() {
 
 fn batch() -> Batch {
     let ids: Vec<u32> = (0..4 * 17).map(|i| ((i * 7 + i / 5) % 17) as u32).collect();
-    let (mut inputs, mut targets) = (Vec::new(), Vec::new());
-    for row in ids.chunks(17) {
-        inputs.extend_from_slice(&row[..16]);
-        targets.extend_from_slice(&row[1..]);
-    }
-    Batch {
-        batch: 4,
-        block: 16,
-        inputs,
-        targets,
-    }
+    Batch::from_windows(&ids, 16)
 }
 
 fn one_step(device: &Device, precision: Precision) -> (f64, f64, Vec<f32>) {

@@ -20,6 +20,31 @@ pub struct Batch {
     pub targets: Vec<u32>,
 }
 
+impl Batch {
+    /// A batch from consecutive windows of `block + 1` token ids each: every window gives one
+    /// sequence, its first `block` ids the inputs and its last `block` the targets.
+    pub fn from_windows(windows: &[u32], block: usize) -> Self {
+        assert!(
+            windows.len() % (block + 1) == 0,
+            "windows of block + 1 = {} ids expected",
+            block + 1
+        );
+        let batch = windows.len() / (block + 1);
+        let mut inputs = Vec::with_capacity(batch * block);
+        let mut targets = Vec::with_capacity(batch * block);
+        for window in windows.chunks(block + 1) {
+            inputs.extend_from_slice(&window[..block]);
+            targets.extend_from_slice(&window[1..]);
+        }
+        Batch {
+            batch,
+            block,
+            inputs,
+            targets,
+        }
+    }
+}
+
 /// The sampler's complete state: restoring it continues the exact same sequence of windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplerState {
@@ -66,23 +91,13 @@ impl BatchSampler {
     pub fn next_batch(&mut self, tokens: &TokenFile) -> Batch {
         let (batch, block) = (self.batch, self.block);
         let last_start = tokens.len() - block - 1;
-        let mut window = Vec::with_capacity(block + 1);
-        let mut inputs = Vec::with_capacity(batch * block);
-        let mut targets = Vec::with_capacity(batch * block);
+        let mut windows = Vec::with_capacity(batch * (block + 1));
         for _ in 0..batch {
             let start = self.state.rng.random_range(0..=last_start);
-            window.clear();
-            tokens.extend_window(start, block + 1, &mut window);
-            inputs.extend_from_slice(&window[..block]);
-            targets.extend_from_slice(&window[1..]);
+            tokens.extend_window(start, block + 1, &mut windows);
         }
         self.state.batches_drawn += 1;
-        Batch {
-            batch,
-            block,
-            inputs,
-            targets,
-        }
+        Batch::from_windows(&windows, block)
     }
 
     /// A copy of the state, for a checkpoint.

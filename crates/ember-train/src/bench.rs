@@ -86,21 +86,10 @@ pub fn bench_training(
     let mut random_batches = || -> Vec<Batch> {
         (0..train.grad_accum)
             .map(|_| {
-                let window: Vec<u32> = (0..batch * (block + 1))
+                let windows: Vec<u32> = (0..batch * (block + 1))
                     .map(|_| rng.random_range(0..vocab as u32))
                     .collect();
-                let mut inputs = Vec::with_capacity(batch * block);
-                let mut targets = Vec::with_capacity(batch * block);
-                for row in window.chunks(block + 1) {
-                    inputs.extend_from_slice(&row[..block]);
-                    targets.extend_from_slice(&row[1..]);
-                }
-                Batch {
-                    batch,
-                    block,
-                    inputs,
-                    targets,
-                }
+                Batch::from_windows(&windows, block)
             })
             .collect()
     };

@@ -87,18 +87,11 @@ pub fn evaluate_sequence(model: &Gpt, ids: &[u32], batch: usize, device: &Device
 
 /// Summed loss of windows of `len` predictions starting at each of `starts`.
 fn window_loss(model: &Gpt, ids: &[u32], starts: &[usize], len: usize, device: &Device) -> f64 {
-    let mut inputs = Vec::with_capacity(starts.len() * len);
-    let mut targets = Vec::with_capacity(starts.len() * len);
-    for &s in starts {
-        inputs.extend_from_slice(&ids[s..s + len]);
-        targets.extend_from_slice(&ids[s + 1..s + len + 1]);
-    }
-    let b = Batch {
-        batch: starts.len(),
-        block: len,
-        inputs,
-        targets,
-    };
+    let windows: Vec<u32> = starts
+        .iter()
+        .flat_map(|&s| ids[s..s + len + 1].iter().copied())
+        .collect();
+    let b = Batch::from_windows(&windows, len);
     let (x, y) = batch_tensors(&b, device);
     let mean = cross_entropy(model.forward(x), y).into_scalar::<f32>() as f64;
     mean * (starts.len() * len) as f64

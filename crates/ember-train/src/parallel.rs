@@ -241,18 +241,7 @@ mod tests {
 
     fn batch(rows: usize, block: usize) -> Batch {
         let ids: Vec<u32> = (0..rows * (block + 1)).map(|i| ((i * 7 + i / 3) % 11) as u32).collect();
-        let mut inputs = Vec::new();
-        let mut targets = Vec::new();
-        for r in ids.chunks(block + 1) {
-            inputs.extend_from_slice(&r[..block]);
-            targets.extend_from_slice(&r[1..]);
-        }
-        Batch {
-            batch: rows,
-            block,
-            inputs,
-            targets,
-        }
+        Batch::from_windows(&ids, block)
     }
 
     #[test]

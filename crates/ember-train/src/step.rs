@@ -137,17 +137,7 @@ mod tests {
 
     fn batch() -> Batch {
         let ids: Vec<u32> = (0..4 * 9).map(|i| ((i * 5 + i / 4) % 13) as u32).collect();
-        let (mut inputs, mut targets) = (Vec::new(), Vec::new());
-        for row in ids.chunks(9) {
-            inputs.extend_from_slice(&row[..8]);
-            targets.extend_from_slice(&row[1..]);
-        }
-        Batch {
-            batch: 4,
-            block: 8,
-            inputs,
-            targets,
-        }
+        Batch::from_windows(&ids, 8)
     }
 
     fn loss(precision: Precision) -> f64 {
