@@ -17,7 +17,7 @@ config="${1:-configs/shakespeare-char.toml}"
 steps="${2:-400}"
 kills_wanted="${3:-12}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/ember-kill.XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+trap '[ "${status:-1}" = 0 ] && rm -rf "$work" || echo "kill-test: runs kept in $work"' EXIT
 
 scripts/get-data.sh >/dev/null
 cargo build --release --locked -p ember-cli 2>&1 | tail -1

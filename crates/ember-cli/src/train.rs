@@ -47,7 +47,7 @@ pub struct TrainArgs {
     until_step: Option<u64>,
 }
 
-pub fn run(args: TrainArgs) -> Result<()> {
+pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     let stop = install_signal_handlers()?;
     let (mut trainer, run_dir) = match (&args.config, &args.resume) {
         (Some(config_path), None) => {
@@ -85,7 +85,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     let c = trainer.config().clone();
-    eprintln!(
+    // Progress and summaries go to stderr unless -q; errors and the interruption notice always do.
+    let say = |line: String| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    };
+    say(format!(
         "ember: {} layers, {} heads, d_model {}, context {}, vocab {} ({:.2}M parameters); batch {}×{}, {} steps → {}",
         c.model.n_layer,
         c.model.n_head,
@@ -97,19 +103,22 @@ pub fn run(args: TrainArgs) -> Result<()> {
         c.train.grad_accum,
         c.train.max_steps,
         run_dir.display()
-    );
-    let mut bar = Bar::new(c.train.max_steps);
+    ));
+    let mut bar = Bar::new(c.train.max_steps, quiet);
     match trainer.run(&mut bar, &stop, args.until_step)? {
         Outcome::Finished { step, val_loss } => {
             bar.finish();
             let val = val_loss
                 .map(|v| format!(", val loss {v:.4} (perplexity {:.2})", v.exp()))
                 .unwrap_or_default();
-            eprintln!("finished {step} steps{val}; run directory {}", run_dir.display());
-            eprintln!(
+            say(format!(
+                "finished {step} steps{val}; run directory {}",
+                run_dir.display()
+            ));
+            say(format!(
                 "next: ember eval --run {0}   |   ember sample --run {0}",
                 run_dir.display()
-            );
+            ));
         }
         Outcome::Interrupted { step, checkpoint } => {
             bar.finish();
@@ -154,20 +163,34 @@ fn install_signal_handlers() -> Result<Arc<AtomicBool>> {
 struct Bar {
     bar: ProgressBar,
     smoothed: Option<f64>,
+    /// `-q`: no bar and no progress lines.
+    quiet: bool,
 }
 
 impl Bar {
-    fn new(max_steps: u64) -> Self {
-        let bar = ProgressBar::with_draw_target(Some(max_steps), ProgressDrawTarget::stderr_with_hz(4));
+    fn new(max_steps: u64, quiet: bool) -> Self {
+        let target = if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr_with_hz(4)
+        };
+        let bar = ProgressBar::with_draw_target(Some(max_steps), target);
         bar.set_style(
             ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed_precise}<{eta_precise}]")
                 .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(500));
-        Self { bar, smoothed: None }
+        Self {
+            bar,
+            smoothed: None,
+            quiet,
+        }
     }
 
     fn println(&self, line: String) {
+        if self.quiet {
+            return;
+        }
         if self.bar.is_hidden() {
             eprintln!("{line}");
         } else {
@@ -198,7 +221,7 @@ impl Observer for Bar {
         self.bar.set_position(r.step);
         self.bar
             .set_message(format!("loss {s:.4} | lr {:.2e} | {:.0} tok/s", r.lr, r.tokens_per_s));
-        if self.bar.is_hidden() && (r.step % 100 == 0 || r.step == 1) {
+        if self.bar.is_hidden() && !self.quiet && (r.step % 100 == 0 || r.step == 1) {
             eprintln!(
                 "step {}: train loss {:.4}, lr {:.2e}, {:.0} tok/s",
                 r.step, r.train_loss, r.lr, r.tokens_per_s

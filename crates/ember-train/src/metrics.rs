@@ -59,12 +59,16 @@ impl MetricsWriter {
     /// `keep_through` (records a resumed run will write again).
     pub fn open(path: &Path, keep_through: u64) -> Result<Self, TrainError> {
         if path.exists() {
-            let kept = read_records(path)?.into_iter().filter(|r| r.step <= keep_through);
+            // Kept lines are copied as they are: re-serialising would risk changing digits.
+            let text = fs::read_to_string(path).map_err(TrainError::io("reading", path))?;
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|line| serde_json::from_str::<MetricsRecord>(line).is_ok_and(|r| r.step <= keep_through))
+                .collect();
             let tmp = path.with_extension("jsonl.tmp");
             let mut out = File::create(&tmp).map_err(TrainError::io("creating", &tmp))?;
-            for r in kept {
-                writeln!(out, "{}", serde_json::to_string(&r).expect("serialisable"))
-                    .map_err(TrainError::io("writing", &tmp))?;
+            for line in kept {
+                writeln!(out, "{line}").map_err(TrainError::io("writing", &tmp))?;
             }
             out.sync_all().map_err(TrainError::io("syncing", &tmp))?;
             fs::rename(&tmp, path).map_err(TrainError::io("renaming into place", path))?;
@@ -139,6 +143,27 @@ mod tests {
         w.write(&record(4)).unwrap();
         let steps: Vec<u64> = read_records(&path).unwrap().iter().map(|r| r.step).collect();
         assert_eq!(steps, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn kept_lines_survive_reopening_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut w = MetricsWriter::open(&path, 0).unwrap();
+        for s in 1..=3 {
+            // f32 losses widened to f64 have long decimal forms: the case that once changed.
+            w.write(&MetricsRecord {
+                train_loss: 3.892_572_9_f32 as f64 + s as f64,
+                ..record(s)
+            })
+            .unwrap();
+        }
+        drop(w);
+        let before = fs::read_to_string(&path).unwrap();
+        drop(MetricsWriter::open(&path, 2).unwrap());
+        let after = fs::read_to_string(&path).unwrap();
+        let first_two: Vec<&str> = before.lines().take(2).collect();
+        assert_eq!(after.lines().collect::<Vec<_>>(), first_two);
     }
 
     #[test]
