@@ -54,6 +54,58 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         }
     }
 
+    fn ember_linear(x: AdTensor<B, C>, w: AdTensor<B, C>, b: AdTensor<B, C>) -> AdTensor<B, C> {
+        #[derive(Debug)]
+        struct Linear;
+
+        impl<B: KernelOps> Backward<B, 3> for Linear {
+            type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>);
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (x, w) = ops.state;
+                let [node_x, node_w, node_b] = ops.parents;
+                let grad = grads.consume::<B>(&ops.node);
+                if let Some(node) = node_x {
+                    // ∂L/∂x = ∂L/∂y · wᵀ
+                    let w = transpose_last::<B>(w.expect("kept for x's gradient"));
+                    grads.register::<B>(node.id, B::ember_matmul(grad.clone(), w));
+                }
+                if let Some(node) = node_w {
+                    // ∂L/∂w = xᵀ · ∂L/∂y
+                    let x = transpose_last::<B>(x.expect("kept for w's gradient"));
+                    grads.register::<B>(node.id, B::ember_matmul(x, grad.clone()));
+                }
+                if let Some(node) = node_b {
+                    // ∂L/∂b = Σ_rows ∂L/∂y
+                    grads.register::<B>(node.id, B::ember_sum_rows(grad));
+                }
+            }
+        }
+
+        let (x_tracked, w_tracked) = (x.is_tracked(), w.is_tracked());
+        match Linear
+            .prepare::<C>([x.node(), w.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w, b) = (x.into_primitive(), w.into_primitive(), b.into_primitive());
+                let state = (w_tracked.then(|| x.clone()), x_tracked.then(|| w.clone()));
+                prep.finish(state, B::ember_linear(x, w, b))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::ember_linear(
+                x.into_primitive(),
+                w.into_primitive(),
+                b.into_primitive(),
+            )),
+        }
+    }
+
+    fn ember_sum_rows(g: AdTensor<B, C>) -> AdTensor<B, C> {
+        // Used by backward passes only: the result is a constant.
+        constant::<B, C>(B::ember_sum_rows(g.into_primitive()))
+    }
+
     fn ember_gelu(x: AdTensor<B, C>) -> AdTensor<B, C> {
         #[derive(Debug)]
         struct Gelu;
@@ -172,6 +224,203 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         constant::<B, C>(B::ember_softmax_backward(
             probs.into_primitive(),
             grad.into_primitive(),
+            scale,
+        ))
+    }
+
+    fn ember_attention(
+        q: AdTensor<B, C>,
+        k: AdTensor<B, C>,
+        v: AdTensor<B, C>,
+        bias: AdTensor<B, C>,
+        scale: f32,
+    ) -> AdTensor<B, C> {
+        #[derive(Debug)]
+        struct Attention;
+
+        impl<B: KernelOps> Backward<B, 3> for Attention {
+            // q, k, v, bias, probabilities, scale
+            #[allow(clippy::type_complexity)]
+            type State = (
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                f32,
+            );
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (q, k, v, bias, probs, scale) = ops.state;
+                let grad = grads.consume::<B>(&ops.node);
+                let (dq, dk, dv) = B::ember_attention_backward(q, k, v, bias, probs, grad, scale);
+                for (parent, g) in ops.parents.into_iter().zip([dq, dk, dv]) {
+                    if let Some(node) = parent {
+                        grads.register::<B>(node.id, g);
+                    }
+                }
+            }
+        }
+
+        // The mask bias is a constant: only q, k and v get gradients.
+        match Attention
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (q, k, v, bias) = (
+                    q.into_primitive(),
+                    k.into_primitive(),
+                    v.into_primitive(),
+                    bias.into_primitive(),
+                );
+                let (out, probs) = B::ember_attention_probs(q.clone(), k.clone(), v.clone(), bias.clone(), scale);
+                prep.finish((q, k, v, bias, probs, scale), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::ember_attention(
+                q.into_primitive(),
+                k.into_primitive(),
+                v.into_primitive(),
+                bias.into_primitive(),
+                scale,
+            )),
+        }
+    }
+
+    fn ember_attention_probs(
+        q: AdTensor<B, C>,
+        k: AdTensor<B, C>,
+        v: AdTensor<B, C>,
+        bias: AdTensor<B, C>,
+        scale: f32,
+    ) -> (AdTensor<B, C>, AdTensor<B, C>) {
+        let (out, probs) = B::ember_attention_probs(
+            q.into_primitive(),
+            k.into_primitive(),
+            v.into_primitive(),
+            bias.into_primitive(),
+            scale,
+        );
+        (constant::<B, C>(out), constant::<B, C>(probs))
+    }
+
+    fn ember_attention_backward(
+        q: AdTensor<B, C>,
+        k: AdTensor<B, C>,
+        v: AdTensor<B, C>,
+        bias: AdTensor<B, C>,
+        probs: AdTensor<B, C>,
+        grad: AdTensor<B, C>,
+        scale: f32,
+    ) -> (AdTensor<B, C>, AdTensor<B, C>, AdTensor<B, C>) {
+        // Second derivatives are not supported: the results are constants.
+        let (dq, dk, dv) = B::ember_attention_backward(
+            q.into_primitive(),
+            k.into_primitive(),
+            v.into_primitive(),
+            bias.into_primitive(),
+            probs.into_primitive(),
+            grad.into_primitive(),
+            scale,
+        );
+        (constant::<B, C>(dq), constant::<B, C>(dk), constant::<B, C>(dv))
+    }
+
+    fn ember_self_attention(
+        qkv: AdTensor<B, C>,
+        cos: AdTensor<B, C>,
+        sin: AdTensor<B, C>,
+        bias: AdTensor<B, C>,
+        heads: usize,
+        scale: f32,
+    ) -> AdTensor<B, C> {
+        #[derive(Debug)]
+        struct SelfAttention;
+
+        impl<B: KernelOps> Backward<B, 1> for SelfAttention {
+            // qkv, cos, sin, bias, probabilities, heads, scale
+            #[allow(clippy::type_complexity)]
+            type State = (
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                FloatTensor<B>,
+                usize,
+                f32,
+            );
+
+            fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let (qkv, cos, sin, bias, probs, heads, scale) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::ember_self_attention_backward(qkv, cos, sin, bias, probs, grad, heads, scale)
+                });
+            }
+        }
+
+        // The tables and the mask bias are constants: only qkv gets a gradient.
+        match SelfAttention.prepare::<C>([qkv.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (qkv, cos, sin, bias) = (
+                    qkv.into_primitive(),
+                    cos.into_primitive(),
+                    sin.into_primitive(),
+                    bias.into_primitive(),
+                );
+                let (out, probs) =
+                    B::ember_self_attention_probs(qkv.clone(), cos.clone(), sin.clone(), bias.clone(), heads, scale);
+                prep.finish((qkv, cos, sin, bias, probs, heads, scale), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::ember_self_attention(
+                qkv.into_primitive(),
+                cos.into_primitive(),
+                sin.into_primitive(),
+                bias.into_primitive(),
+                heads,
+                scale,
+            )),
+        }
+    }
+
+    fn ember_self_attention_probs(
+        qkv: AdTensor<B, C>,
+        cos: AdTensor<B, C>,
+        sin: AdTensor<B, C>,
+        bias: AdTensor<B, C>,
+        heads: usize,
+        scale: f32,
+    ) -> (AdTensor<B, C>, AdTensor<B, C>) {
+        let (out, probs) = B::ember_self_attention_probs(
+            qkv.into_primitive(),
+            cos.into_primitive(),
+            sin.into_primitive(),
+            bias.into_primitive(),
+            heads,
+            scale,
+        );
+        (constant::<B, C>(out), constant::<B, C>(probs))
+    }
+
+    fn ember_self_attention_backward(
+        qkv: AdTensor<B, C>,
+        cos: AdTensor<B, C>,
+        sin: AdTensor<B, C>,
+        bias: AdTensor<B, C>,
+        probs: AdTensor<B, C>,
+        grad: AdTensor<B, C>,
+        heads: usize,
+        scale: f32,
+    ) -> AdTensor<B, C> {
+        // Second derivatives are not supported: the result is a constant.
+        constant::<B, C>(B::ember_self_attention_backward(
+            qkv.into_primitive(),
+            cos.into_primitive(),
+            sin.into_primitive(),
+            bias.into_primitive(),
+            probs.into_primitive(),
+            grad.into_primitive(),
+            heads,
             scale,
         ))
     }

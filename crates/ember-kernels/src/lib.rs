@@ -64,6 +64,54 @@ pub fn softmax<const D: usize>(scores: Tensor<D>, bias: Tensor<2>, scale: f64) -
     run(|| <Dispatch as KernelOps>::ember_softmax(scores.into_dispatch(), bias.into_dispatch(), scale as f32))
 }
 
+/// Scaled dot-product attention `softmax(q kᵀ · scale + bias) v` for every batch and head,
+/// the mask bias `[q, k]` (0 or −∞, every row allowing at least one key) shared by all; the
+/// gradient flows to `q`, `k` and `v`. No dropout on the weights: callers that need it use
+/// the unfused composition. Call only when [`fused`] holds.
+///
+/// # Shapes
+/// - q: `[batch, heads, q, d_head]`, k and v: `[batch, heads, k, d_head]`, bias: `[q, k]`
+/// - returns `[batch, heads, q, d_head]`
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<2>, scale: f64) -> Tensor<4> {
+    run(|| {
+        <Dispatch as KernelOps>::ember_attention(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            bias.into_dispatch(),
+            scale as f32,
+        )
+    })
+}
+
+/// Multi-head self-attention from the fused projection `qkv = [q | k | v]`: splits the heads,
+/// applies RoPE (rotate-half; tables `cos`, `sin` for the sequence's positions) to queries and
+/// keys, runs [`attention`] per head and puts the heads side by side again, in one operation
+/// with one backward pass. `bias` as for [`attention`]. Call only when [`fused`] holds.
+///
+/// # Shapes
+/// - qkv: `[batch, seq, 3·d_model]`, cos and sin: `[seq, d_model / heads]`, bias: `[seq, seq]`
+/// - returns `[batch, seq, d_model]`
+pub fn self_attention(
+    qkv: Tensor<3>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    bias: Tensor<2>,
+    heads: usize,
+    scale: f64,
+) -> Tensor<3> {
+    run(|| {
+        <Dispatch as KernelOps>::ember_self_attention(
+            qkv.into_dispatch(),
+            cos.into_dispatch(),
+            sin.into_dispatch(),
+            bias.into_dispatch(),
+            heads,
+            scale as f32,
+        )
+    })
+}
+
 /// Mean cross-entropy (nats) of logits against target ids. Call only when [`fused`] holds.
 ///
 /// # Shapes
@@ -94,6 +142,14 @@ pub fn adamw(
         Tensor::from_dispatch(m),
         Tensor::from_dispatch(v),
     )
+}
+
+/// `x · w + b`, the bias added to every row. Call only when [`fused`] holds.
+///
+/// # Shapes
+/// - x: `[rows, k]`, w: `[k, n]`, b: `[n]` → `[rows, n]`
+pub fn linear(x: Tensor<2>, w: Tensor<2>, b: Tensor<1>) -> Tensor<2> {
+    run(|| <Dispatch as KernelOps>::ember_linear(x.into_dispatch(), w.into_dispatch(), b.into_dispatch()))
 }
 
 /// `lhs · rhs` over the last two axes (batch axes must be equal, not broadcast).

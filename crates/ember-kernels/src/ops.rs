@@ -17,6 +17,12 @@ pub trait KernelOps: Backend {
     /// Batched matrix product with equal batch axes; inputs may be strided views.
     fn ember_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self>;
 
+    /// `x · w + b` for a `[rows, k]` input, `[k, n]` weight and `[n]` bias.
+    fn ember_linear(x: FloatTensor<Self>, w: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// The sum of a matrix's rows, `[rows, n] → [n]`.
+    fn ember_sum_rows(g: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// Exact (erf) GELU.
     fn ember_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
 
@@ -44,6 +50,72 @@ pub trait KernelOps: Backend {
 
     /// `∂L/∂scores` of [`ember_softmax`](Self::ember_softmax) from its output and `∂L/∂output`.
     fn ember_softmax_backward(probs: FloatTensor<Self>, grad: FloatTensor<Self>, scale: f32) -> FloatTensor<Self>;
+
+    /// `softmax(q kᵀ · scale + bias) v` per batch and head; `bias` is `[q, k]`.
+    fn ember_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// [`ember_attention`](Self::ember_attention) and its probabilities `[batch, heads, q, k]`.
+    fn ember_attention_probs(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `(∂L/∂q, ∂L/∂k, ∂L/∂v)` of [`ember_attention`](Self::ember_attention) from its inputs,
+    /// its probabilities and `∂L/∂output`.
+    #[allow(clippy::too_many_arguments)]
+    fn ember_attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Self-attention from the fused projection `qkv` `[batch, seq, 3·d_model]`: RoPE
+    /// (tables `cos`, `sin` `[seq, d_head]`) on queries and keys, then
+    /// [`ember_attention`](Self::ember_attention) per head; `[batch, seq, d_model]`.
+    fn ember_self_attention(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        heads: usize,
+        scale: f32,
+    ) -> FloatTensor<Self>;
+
+    /// [`ember_self_attention`](Self::ember_self_attention) and its probabilities.
+    fn ember_self_attention_probs(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        heads: usize,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `∂L/∂qkv` of [`ember_self_attention`](Self::ember_self_attention).
+    #[allow(clippy::too_many_arguments)]
+    fn ember_self_attention_backward(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        probs: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        heads: usize,
+        scale: f32,
+    ) -> FloatTensor<Self>;
 
     /// Mean cross-entropy of `[n, v]` logits against `[n]` targets, as a `[1]` tensor.
     fn ember_cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;

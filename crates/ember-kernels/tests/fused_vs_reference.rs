@@ -223,3 +223,202 @@ fn adamw_update_matches_the_formula() {
     assert_close("v", &values(&v2), &values(&v_ref), 1e-6);
     assert_close("θ", &values(&t2), &values(&t_ref), 1e-6);
 }
+
+/// `[q, k]` bias: query `i` (at absolute position `past + i`) sees keys `past + i − window < j
+/// ≤ past + i` (`window = usize::MAX`: causal).
+fn mask_bias(q: usize, k: usize, window: usize) -> Tensor<2> {
+    let past = k - q;
+    let bias: Vec<f32> = (0..q * k)
+        .map(|n| {
+            let (i, j) = (n / k + past, n % k);
+            if j <= i && i - j < window {
+                0.0
+            } else {
+                f32::NEG_INFINITY
+            }
+        })
+        .collect();
+    Tensor::from_data(burn::tensor::TensorData::new(bias, [q, k]), &device())
+}
+
+fn reference_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<2>, scale: f64) -> Tensor<4> {
+    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + bias.unsqueeze::<4>();
+    burn::tensor::activation::softmax(scores, 3).matmul(v)
+}
+
+#[test]
+fn attention_matches_the_composition_for_causal_windowed_and_cached_masks() {
+    // (batch, heads, queries, keys, d_head, window): several query blocks with a ragged last
+    // one; a sliding window; a few new queries against a longer cache; a single query.
+    for (case, &(b, h, tq, tk, d, window)) in [
+        (2, 3, 150, 150, 16, usize::MAX),
+        (1, 2, 70, 70, 8, 9),
+        (2, 2, 5, 40, 8, usize::MAX),
+        (1, 1, 1, 12, 4, usize::MAX),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seed = 20 + 3 * case as u64;
+        let inputs = [
+            random([b, h, tq, d], seed),
+            random([b, h, tk, d], seed + 1),
+            random([b, h, tk, d], seed + 2),
+        ];
+        let bias = mask_bias(tq, tk, window);
+        let scale = 1.0 / (d as f64).sqrt();
+        compare(
+            &format!("attention case {case}"),
+            &inputs,
+            |x| ember_kernels::attention(x[0].clone(), x[1].clone(), x[2].clone(), bias.clone(), scale),
+            |x| reference_attention(x[0].clone(), x[1].clone(), x[2].clone(), bias.clone(), scale),
+            2e-5,
+        );
+    }
+}
+
+#[test]
+fn attention_reads_strided_heads_and_runs_without_autodiff() {
+    // Heads split from a [batch, seq, heads·d] projection, as the model does: strided views.
+    let (b, h, t, d) = (2, 4, 33, 8);
+    let x = random([b, t, 3 * h * d], 40);
+    let split = |x: Tensor<3>| {
+        let [q, k, v]: [Tensor<3>; 3] = x.chunk(3, 2).try_into().unwrap();
+        let heads = |t_: Tensor<3>| t_.reshape([b, t, h, d]).swap_dims(1, 2);
+        (heads(q), heads(k), heads(v))
+    };
+    let bias = mask_bias(t, t, usize::MAX);
+    compare(
+        "attention on strided heads",
+        &[x.clone()],
+        |x| {
+            let (q, k, v) = split(x[0].clone());
+            ember_kernels::attention(q, k, v, bias.clone(), 0.3)
+                .swap_dims(1, 2)
+                .reshape([b, t, h * d])
+        },
+        |x| {
+            let (q, k, v) = split(x[0].clone());
+            reference_attention(q, k, v, bias.clone(), 0.3)
+                .swap_dims(1, 2)
+                .reshape([b, t, h * d])
+        },
+        2e-5,
+    );
+    // Inference (no autodiff): the path that keeps no probabilities.
+    let (q, k, v) = split(x.inner());
+    let bias = bias.inner();
+    assert!(!q.device().is_autodiff() && ember_kernels::fused(&q));
+    let plain = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+    let fused = plain(ember_kernels::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        bias.clone(),
+        0.3,
+    ));
+    let reference = plain(reference_attention(q, k, v, bias, 0.3));
+    assert_close("attention without autodiff", &fused, &reference, 2e-5);
+}
+
+#[test]
+fn linear_matches_matmul_plus_bias_with_every_gradient() {
+    for (case, &(rows, k, n)) in [(37, 19, 23), (768, 128, 384), (3, 1, 5)].iter().enumerate() {
+        let seed = 50 + 3 * case as u64;
+        let (x, w, b) = (random([rows, k], seed), random([k, n], seed + 1), random([n], seed + 2));
+        let grads_of = |fused: bool| {
+            let (x, w, b) = (
+                x.clone().require_grad(),
+                w.clone().require_grad(),
+                b.clone().require_grad(),
+            );
+            let out = if fused {
+                ember_kernels::linear(x.clone(), w.clone(), b.clone())
+            } else {
+                x.clone().matmul(w.clone()) + b.clone().unsqueeze()
+            };
+            let g = (out.clone() * random(out.dims(), 99)).sum().backward();
+            let grad = |t: &Tensor<2>| values(&t.grad(&g).unwrap());
+            (values(&out), grad(&x), grad(&w), values(&b.grad(&g).unwrap()))
+        };
+        let (f, r) = (grads_of(true), grads_of(false));
+        assert_close(&format!("linear {case} values"), &f.0, &r.0, 1e-5);
+        assert_close(&format!("linear {case} ∂x"), &f.1, &r.1, 1e-5);
+        assert_close(&format!("linear {case} ∂w"), &f.2, &r.2, 1e-5);
+        assert_close(&format!("linear {case} ∂b"), &f.3, &r.3, 1e-5);
+    }
+}
+
+/// RoPE tables `[seq, d]` (rotate-half: both halves share the frequencies).
+fn rope_tables(seq: usize, d: usize) -> (Tensor<2>, Tensor<2>) {
+    let half = d / 2;
+    let angle = |n: usize| (n / d) as f64 * 10000f64.powf(-2.0 * (n % d % half) as f64 / d as f64);
+    let table = |f: fn(f64) -> f64| {
+        let v: Vec<f32> = (0..seq * d).map(|n| f(angle(n)) as f32).collect();
+        Tensor::from_data(burn::tensor::TensorData::new(v, [seq, d]), &device())
+    };
+    (table(f64::cos), table(f64::sin))
+}
+
+/// The composition `self_attention` replaces: split heads, rotate q and k, attend, merge.
+fn reference_self_attention(
+    qkv: Tensor<3>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    bias: Tensor<2>,
+    heads: usize,
+) -> Tensor<3> {
+    let [b, t, width] = qkv.dims();
+    let d = width / 3 / heads;
+    let [q, k, v]: [Tensor<3>; 3] = qkv.chunk(3, 2).try_into().unwrap();
+    let split = |x: Tensor<3>| x.reshape([b, t, heads, d]).swap_dims(1, 2);
+    let rope = |x: Tensor<4>| {
+        let rotated = Tensor::cat(
+            vec![x.clone().narrow(3, d / 2, d / 2).neg(), x.clone().narrow(3, 0, d / 2)],
+            3,
+        );
+        x * cos.clone().unsqueeze::<4>() + rotated * sin.clone().unsqueeze::<4>()
+    };
+    let y = reference_attention(rope(split(q)), rope(split(k)), split(v), bias, 1.0 / (d as f64).sqrt());
+    y.swap_dims(1, 2).reshape([b, t, heads * d])
+}
+
+#[test]
+fn self_attention_matches_split_rope_attend_merge() {
+    // (batch, seq, heads, d_head): one query block; several with a ragged last one.
+    for (case, &(b, t, heads, d)) in [(2, 9, 2, 4), (2, 150, 3, 8)].iter().enumerate() {
+        let qkv = random([b, t, 3 * heads * d], 60 + case as u64);
+        let (cos, sin) = rope_tables(t, d);
+        let bias = mask_bias(t, t, usize::MAX);
+        let scale = 1.0 / (d as f64).sqrt();
+        compare(
+            &format!("self-attention case {case}"),
+            &[qkv.clone()],
+            |x| ember_kernels::self_attention(x[0].clone(), cos.clone(), sin.clone(), bias.clone(), heads, scale),
+            |x| reference_self_attention(x[0].clone(), cos.clone(), sin.clone(), bias.clone(), heads),
+            2e-5,
+        );
+        // Without autodiff (evaluation): the path that keeps no probabilities.
+        let plain = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
+        let (x, c, s, m) = (
+            qkv.inner(),
+            cos.clone().inner(),
+            sin.clone().inner(),
+            bias.clone().inner(),
+        );
+        let fused = plain(ember_kernels::self_attention(
+            x.clone(),
+            c.clone(),
+            s.clone(),
+            m.clone(),
+            heads,
+            scale,
+        ));
+        assert_close(
+            "self-attention without autodiff",
+            &fused,
+            &plain(reference_self_attention(x, c, s, m, heads)),
+            2e-5,
+        );
+    }
+}

@@ -24,7 +24,11 @@ impl Linear {
         let rows = dims[..D - 1].iter().product();
         let [_, d_output] = self.weight.dims();
         let x = x.reshape([rows, d_input]); // [rows, d_input]
-        let y = matmul(x, self.weight.val()) + self.bias.val().unsqueeze(); // [rows, d_output]
+        let y = if ember_kernels::fused(&x) {
+            ember_kernels::linear(x, self.weight.val(), self.bias.val()) // the line below, fused
+        } else {
+            matmul(x, self.weight.val()) + self.bias.val().unsqueeze() // [rows, d_output]
+        };
         let mut out = dims;
         out[D - 1] = d_output;
         y.reshape(out)

@@ -78,17 +78,31 @@ impl RotaryEncoding {
     /// Panics if `offset + seq` exceeds `max_seq`.
     pub fn apply(&self, x: Tensor<4>, offset: usize) -> Tensor<4> {
         let [_, _, seq, _] = x.dims();
+        let (cos, sin) = self.tables(offset, seq);
+        // The tables are f32; under mixed precision they follow the activations' type.
+        let dtype = x.dtype();
+        let cos = cos.cast(dtype).unsqueeze::<4>(); // [1, 1, seq, d_head]
+        let sin = sin.cast(dtype).unsqueeze::<4>(); // [1, 1, seq, d_head]
+        x.clone() * cos + rotate_half(x) * sin
+    }
+
+    /// The rows of the cos and sin tables for positions `offset..offset + seq`.
+    ///
+    /// Panics if `offset + seq` exceeds `max_seq`.
+    ///
+    /// # Shapes
+    /// - returns `([seq, d_head], [seq, d_head])`
+    pub fn tables(&self, offset: usize, seq: usize) -> (Tensor<2>, Tensor<2>) {
         let [max_seq, _] = self.cos.dims();
         assert!(
             offset + seq <= max_seq,
             "position {} is beyond the context of {max_seq}",
             offset + seq - 1
         );
-        // The tables are f32; under mixed precision they follow the activations' type.
-        let dtype = x.dtype();
-        let cos = self.cos.clone().narrow(0, offset, seq).cast(dtype).unsqueeze::<4>(); // [1, 1, seq, d_head]
-        let sin = self.sin.clone().narrow(0, offset, seq).cast(dtype).unsqueeze::<4>(); // [1, 1, seq, d_head]
-        x.clone() * cos + rotate_half(x) * sin
+        (
+            self.cos.clone().narrow(0, offset, seq),
+            self.sin.clone().narrow(0, offset, seq),
+        )
     }
 }
 

@@ -4,7 +4,7 @@
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::math::{erf, exp};
+use super::math::{erf, erf_given_gaussian, exp};
 use super::{contiguous_values, from_vec, uninit};
 
 const CHUNK: usize = 1 << 14;
@@ -50,8 +50,10 @@ pub fn backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
 vectorized! {
     fn backward_chunk(dx: &mut [f32], x: &[f32], g: &[f32]) {
         for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-            let cdf = 0.5 * (1.0 + erf(x * INV_SQRT2));
-            let pdf = INV_SQRT_2PI * exp(-0.5 * x * x);
+            // e^{−x²/2} serves both: φ(x), and erf(x/√2), whose polynomial needs e^{−(x/√2)²}.
+            let gaussian = exp(-0.5 * x * x);
+            let cdf = 0.5 * (1.0 + erf_given_gaussian(x * INV_SQRT2, gaussian));
+            let pdf = INV_SQRT_2PI * gaussian;
             *dx = g * (cdf + x * pdf);
         }
     }

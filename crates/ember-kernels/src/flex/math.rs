@@ -29,10 +29,16 @@ pub fn exp(x: f32) -> f32 {
 /// with the sign restored.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
+    erf_given_gaussian(x, exp(-x * x))
+}
+
+/// `erf(x)` when `e^{−x²}` is already known (the GELU derivative needs both).
+#[inline(always)]
+pub fn erf_given_gaussian(x: f32, gaussian: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152 + t * 1.061_405_4))));
-    let y = 1.0 - poly * exp(-a * a);
+    let y = 1.0 - poly * gaussian;
     y.copysign(x)
 }
 

@@ -5,7 +5,7 @@ use burn_flex::FlexTensor;
 use burn_std::Shape;
 use rayon::prelude::*;
 
-use super::{from_vec, uninit};
+use super::{contiguous_values, from_vec, uninit};
 
 /// Below this many multiply-adds a product runs on one thread.
 const PARALLEL_THRESHOLD: usize = 1 << 18;
@@ -83,8 +83,89 @@ pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     from_vec(out, Shape::from(dims))
 }
 
+/// `x · w + b` for `x` `[rows, k]`, `w` `[k, n]`, `b` `[n]`: the output starts as copies of
+/// `b` and the product accumulates onto it, so the bias costs no pass of its own.
+pub fn linear(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
+    let (xs, ws) = (x.layout().shape().clone(), w.layout().shape().clone());
+    assert!(
+        xs.num_dims() == 2 && ws.num_dims() == 2,
+        "linear takes a 2-D input and weight"
+    );
+    let (m, k, n) = (xs[0], xs[1], ws[1]);
+    assert_eq!(ws[0], k, "inner dimensions differ");
+    let bias = contiguous_values(&b);
+    assert_eq!(bias.len(), n, "the bias must have one value per output");
+    let mut out = uninit(m * n);
+    if n > 0 {
+        for row in out.chunks_mut(n) {
+            row.copy_from_slice(&bias);
+        }
+    }
+    if m * n > 0 && k > 0 {
+        let (x_rs, x_cs) = (x.layout().strides()[0], x.layout().strides()[1]);
+        let (w_rs, w_cs) = (w.layout().strides()[0], w.layout().strides()[1]);
+        let x_data: &[f32] = x.storage();
+        let w_data: &[f32] = w.storage();
+        let parallelism = if m * n * k >= PARALLEL_THRESHOLD {
+            gemm::Parallelism::Rayon(0)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: offsets and strides come from the tensors' own layouts; `out` holds m·n
+        // values, row-major, all initialised (the bias) before gemm reads them.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                1,
+                n as isize,
+                true,
+                x_data.as_ptr().add(x.layout().start_offset()),
+                x_cs,
+                x_rs,
+                w_data.as_ptr().add(w.layout().start_offset()),
+                w_cs,
+                w_rs,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+        }
+    }
+    from_vec(out, Shape::from(vec![m, n]))
+}
+
+vectorized! {
+    /// `Σ_rows g` for a row-major `[rows, n]` matrix (the gradient of a broadcast bias).
+    fn column_sums(sums: &mut [f32], g: &[f32]) {
+        let n = sums.len();
+        for row in g.chunks(n) {
+            for (s, &v) in sums.iter_mut().zip(row) {
+                *s += v;
+            }
+        }
+    }
+}
+
+/// `[rows, n] → [n]`: the sum of the rows.
+pub fn sum_rows(g: FlexTensor) -> FlexTensor {
+    let shape = g.layout().shape().clone();
+    assert_eq!(shape.num_dims(), 2, "sum_rows takes a matrix");
+    let values = contiguous_values(&g);
+    let mut sums = vec![0.0f32; shape[1]];
+    if shape[1] > 0 {
+        column_sums(&mut sums, &values);
+    }
+    from_vec(sums, Shape::from(vec![shape[1]]))
+}
+
 /// The storage offset of each batch matrix, in row-major order of the batch axes.
-fn batch_starts(t: &FlexTensor, rank: usize) -> Vec<isize> {
+pub(super) fn batch_starts(t: &FlexTensor, rank: usize) -> Vec<isize> {
     let layout = t.layout();
     let shape = layout.shape();
     let strides = layout.strides();

@@ -27,6 +27,7 @@ macro_rules! vectorized {
 }
 
 mod adamw;
+mod attention;
 mod cross_entropy;
 mod gelu;
 mod layer_norm;
@@ -44,6 +45,14 @@ use crate::ops::KernelOps;
 impl KernelOps for Flex {
     fn ember_matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
         matmul::matmul(lhs, rhs)
+    }
+
+    fn ember_linear(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
+        matmul::linear(x, w, b)
+    }
+
+    fn ember_sum_rows(g: FlexTensor) -> FlexTensor {
+        matmul::sum_rows(g)
     }
 
     fn ember_gelu(x: FlexTensor) -> FlexTensor {
@@ -73,6 +82,69 @@ impl KernelOps for Flex {
 
     fn ember_softmax_backward(probs: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
         softmax::backward(probs, grad, scale)
+    }
+
+    fn ember_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
+        attention::forward(q, k, v, bias, scale, false).0
+    }
+
+    fn ember_attention_probs(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        bias: FlexTensor,
+        scale: f32,
+    ) -> (FlexTensor, FlexTensor) {
+        let (out, probs) = attention::forward(q, k, v, bias, scale, true);
+        (out, probs.expect("probabilities kept"))
+    }
+
+    fn ember_attention_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        bias: FlexTensor,
+        probs: FlexTensor,
+        grad: FlexTensor,
+        scale: f32,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        attention::backward(q, k, v, bias, probs, grad, scale)
+    }
+
+    fn ember_self_attention(
+        qkv: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        bias: FlexTensor,
+        heads: usize,
+        scale: f32,
+    ) -> FlexTensor {
+        attention::self_forward(qkv, cos, sin, bias, heads, scale, false).0
+    }
+
+    fn ember_self_attention_probs(
+        qkv: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        bias: FlexTensor,
+        heads: usize,
+        scale: f32,
+    ) -> (FlexTensor, FlexTensor) {
+        let (out, probs) = attention::self_forward(qkv, cos, sin, bias, heads, scale, true);
+        (out, probs.expect("probabilities kept"))
+    }
+
+    fn ember_self_attention_backward(
+        qkv: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        bias: FlexTensor,
+        probs: FlexTensor,
+        grad: FlexTensor,
+        heads: usize,
+        scale: f32,
+    ) -> FlexTensor {
+        attention::self_backward(qkv, cos, sin, bias, probs, grad, heads, scale)
     }
 
     fn ember_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {

@@ -111,6 +111,15 @@ impl CausalSelfAttention {
         let past = cache.as_ref().map_or(0, |c| c.len());
 
         let qkv = self.qkv.forward(x); // [batch, seq, 3·d_model]
+        if cache.is_none() && ember_kernels::fused(&qkv) && !sdpa::dropout_active(&self.attn_dropout, &qkv) {
+            // Everything from here to `proj` in one fused CPU kernel (same numbers; see
+            // `ember-kernels`, whose tests compare it with these lines).
+            let (cos, sin) = self.rope.tables(0, seq); // [seq, d_head] each
+            let bias = mask::bias_slice(&self.mask_bias, 0, seq); // [seq, seq]
+            let scale = 1.0 / (d_head as f64).sqrt();
+            let y = ember_kernels::self_attention(qkv, cos, sin, bias, n_heads, scale); // [batch, seq, d_model]
+            return self.proj.forward(y);
+        }
         let [q, k, v] = qkv.chunk(3, 2).try_into().expect("three chunks");
         let heads = |t: Tensor<3>| t.reshape([batch, seq, n_heads, d_head]).swap_dims(1, 2); // [batch, n_heads, seq, d_head]
         let (q, k, v) = (heads(q), heads(k), heads(v));

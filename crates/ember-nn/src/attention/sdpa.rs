@@ -1,8 +1,10 @@
 //! Scaled dot-product attention: `softmax(Q Kᵀ / √d_head + bias) V`.
 //!
-//! This is the reference formulation: it materialises the `[seq, past + seq]` score matrix of
-//! every head. Other formulations (memory-efficient, fused) must give the same numbers and are
-//! tested against this one.
+//! The code below is the reference formulation: it materialises the `[seq, past + seq]` score
+//! matrix of every head. On the flex CPU backend, without attention dropout, a fused kernel
+//! (`ember_kernels::attention`) computes the same numbers head by head and skips the key
+//! columns the mask hides from a whole block of queries; `ember-kernels`' tests compare it
+//! with this composition, values and gradients.
 
 use burn::nn::Dropout;
 use burn::tensor::Tensor;
@@ -30,6 +32,9 @@ pub fn scaled_dot_product_attention(
 ) -> Tensor<4> {
     let [_, _, _, d_head] = q.dims();
     let scale = 1.0 / (d_head as f64).sqrt();
+    if ember_kernels::fused(&q) && !dropout_active(dropout, &q) {
+        return ember_kernels::attention(q, k, v, bias, scale); // all of the below, fused
+    }
     let scores = matmul(q, k.swap_dims(2, 3)); // [batch, n_heads, seq, past + seq]
     let weights = if ember_kernels::fused(&scores) {
         ember_kernels::softmax(scores, bias, scale) // the three lines below, in one pass
@@ -40,6 +45,11 @@ pub fn scaled_dot_product_attention(
     };
     let weights = dropout.forward(weights);
     matmul(weights, v) // [batch, n_heads, seq, d_head]
+}
+
+/// Whether `dropout` would change its input here (training, on an autodiff device, p > 0).
+pub(crate) fn dropout_active<const D: usize>(dropout: &Dropout, x: &Tensor<D>) -> bool {
+    dropout.prob > 0.0 && dropout.training.is_enabled() && x.device().is_autodiff()
 }
 
 #[cfg(test)]

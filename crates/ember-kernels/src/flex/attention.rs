@@ -1,0 +1,672 @@
+//! Scaled dot-product attention, one (batch, head) pair per task, in blocks of query rows:
+//!
+//! ```text
+//! forward                              backward (from ∂O and the saved P)
+//! S = Q Kᵀ · scale + bias              ∂V = Pᵀ ∂O
+//! P = softmax(S)        row-wise       ∂P = ∂O Vᵀ
+//! O = P V                              ∂S = scale · P ⊙ (∂P − Σ_row ∂P ⊙ P)
+//!                                      ∂Q = ∂S K,   ∂K = ∂Sᵀ Q
+//! ```
+//!
+//! Two savings over the composition of separate operations:
+//! - a block of query rows multiplies only against the keys up to the last one any of its rows
+//!   may see: columns the mask sets to −∞ for the whole block are never computed (for a
+//!   causal mask, about half of the products);
+//! - the score and probability blocks of one head stay in cache between the three products,
+//!   and the score matrix `S`, `∂P` and `∂S` are never stored whole.
+//!
+//! `O`, `∂Q`, `∂K` and `∂V` are laid out `[batch, seq, heads, d_head]` in memory (views of
+//! `[batch, heads, seq, d_head]`), so that merging the heads afterwards costs no copy.
+
+use burn_flex::{FlexTensor, Layout};
+use burn_std::{Bytes, Shape};
+use rayon::prelude::*;
+
+use super::math::exp;
+use super::matmul::batch_starts;
+use super::{contiguous_values, uninit};
+
+/// Query rows per block.
+const ROWS: usize = 64;
+
+/// A rank-4 operand `[batch, heads, seq, d]` read in place through its strides.
+struct Operand<'a> {
+    data: &'a [f32],
+    /// Storage offset of each (batch, head) matrix.
+    starts: Vec<isize>,
+    /// Stride between rows (sequence positions) and between columns.
+    rs: isize,
+    cs: isize,
+}
+
+impl<'a> Operand<'a> {
+    fn new(t: &'a FlexTensor) -> Self {
+        let strides = t.layout().strides();
+        Self {
+            data: t.storage(),
+            starts: batch_starts(t, 4),
+            rs: strides[2],
+            cs: strides[3],
+        }
+    }
+
+    /// The matrix of pair `pair`.
+    fn mat(&self, pair: usize) -> Mat {
+        // SAFETY: the start comes from the tensor's own layout, inside its storage.
+        Mat::of(
+            unsafe { self.data.as_ptr().offset(self.starts[pair]) },
+            self.rs,
+            self.cs,
+        )
+    }
+}
+
+/// A raw pointer that tasks share, each writing its own disjoint part.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: every task writes a region no other task touches (see the callers).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers stay inside the buffer the pointer came from.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// For each query row, one past the last key its bias row allows (bias finite).
+fn key_extents(bias: &[f32], q: usize, k: usize) -> Vec<usize> {
+    (0..q)
+        .map(|r| {
+            let row = &bias[r * k..][..k];
+            let extent = row.iter().rposition(|b| b.is_finite()).map_or(0, |i| i + 1);
+            assert!(extent > 0, "attention mask row {r} allows no key");
+            extent
+        })
+        .collect()
+}
+
+/// Blocks of query rows with the number of keys each needs: `(first row, rows, keys)`.
+fn blocks(extents: &[usize]) -> Vec<(usize, usize, usize)> {
+    extents
+        .chunks(ROWS)
+        .enumerate()
+        .map(|(i, e)| (i * ROWS, e.len(), *e.iter().max().expect("non-empty block")))
+        .collect()
+}
+
+/// `dst ← lhs · rhs` (or `dst ← dst + lhs · rhs` with `accumulate`) on one thread; every
+/// operand is given by a pointer and its (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: isize,
+    accumulate: bool,
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (isize, isize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (isize, isize),
+) {
+    // SAFETY: forwarded from the caller: every pointer and stride addresses its operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            accumulate,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The shape and memory order of a `[batch, heads, seq, d]` result stored as
+/// `[batch, seq, heads, d]`.
+fn heads_last_layout(batch: usize, heads: usize, seq: usize, d: usize) -> Layout {
+    let strides = vec![(seq * heads * d) as isize, d as isize, (heads * d) as isize, 1];
+    Layout::new(Shape::from(vec![batch, heads, seq, d]), strides, 0)
+}
+
+fn tensor(values: Vec<f32>, layout: Layout) -> FlexTensor {
+    FlexTensor::new(Bytes::from_elems(values), layout, burn::tensor::DType::F32)
+}
+
+/// One head's matrix `[rows, cols]`: a pointer and its (row, column) strides.
+#[derive(Clone, Copy)]
+struct Mat {
+    ptr: *const f32,
+    rs: isize,
+    cs: isize,
+}
+
+impl Mat {
+    fn of(ptr: *const f32, rs: isize, cs: isize) -> Self {
+        Self { ptr, rs, cs }
+    }
+
+    /// Row `row` onwards.
+    fn from_row(self, row: usize) -> *const f32 {
+        // SAFETY: callers pass rows inside the matrix.
+        unsafe { self.ptr.offset(row as isize * self.rs) }
+    }
+}
+
+/// Sizes shared by every head of one call.
+#[derive(Clone, Copy)]
+struct Dims {
+    /// Width of queries and keys, of values.
+    d: usize,
+    dv: usize,
+    /// Number of keys.
+    tk: usize,
+    scale: f32,
+}
+
+/// The forward pass of one head: `O = softmax(Q Kᵀ · scale + bias) V`, the probabilities
+/// written to `p` (`[q, tk]`, row-major; when `keep` is false `p` is scratch space of
+/// ROWS × tk values reused by each block).
+///
+/// # Safety
+/// Every matrix must hold the rows and columns the blocks address; `o` (row stride `o_rs`)
+/// must be writable and touched by no other thread.
+unsafe fn head_forward(
+    (q, k, v): (Mat, Mat, Mat),
+    dims: Dims,
+    blocks: &[(usize, usize, usize)],
+    bias: &[f32],
+    p: *mut f32,
+    keep: bool,
+    (o, o_rs): (*mut f32, usize),
+) {
+    let Dims { d, dv, tk, scale } = dims;
+    for &(r0, rows, n) in blocks {
+        let p = if keep { unsafe { p.add(r0 * tk) } } else { p };
+        // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values.
+        unsafe {
+            // S = Q Kᵀ  [rows, n]
+            product(
+                (rows, n, d),
+                p,
+                tk as isize,
+                false,
+                q.from_row(r0),
+                (q.rs, q.cs),
+                k.ptr,
+                (k.cs, k.rs),
+            );
+            let p_rows = std::slice::from_raw_parts_mut(p, rows * tk);
+            softmax_rows(p_rows, &bias[r0 * tk..(r0 + rows) * tk], tk, n, scale, keep);
+            // O = P V  [rows, dv]
+            product(
+                (rows, dv, n),
+                o.add(r0 * o_rs),
+                o_rs as isize,
+                false,
+                p,
+                (tk as isize, 1),
+                v.ptr,
+                (v.rs, v.cs),
+            );
+        }
+    }
+}
+
+/// The backward pass of one head from its probabilities `p` (`[q, tk]`) and `∂O` (`g`):
+/// writes `∂Q` (every row) and adds `∂K`, `∂V` onto `dk`, `dv`, which the caller zeroes.
+/// `ds` is scratch space of ROWS × tk values.
+///
+/// # Safety
+/// As for [`head_forward`]; `dq`, `dk` and `dv` (row strides given) must be writable and
+/// touched by no other thread.
+#[allow(clippy::too_many_arguments)]
+unsafe fn head_backward(
+    (q, k, v, g): (Mat, Mat, Mat, Mat),
+    dims: Dims,
+    blocks: &[(usize, usize, usize)],
+    p: &[f32],
+    ds: *mut f32,
+    (dq, dq_rs): (*mut f32, usize),
+    (dk, dk_rs): (*mut f32, usize),
+    (dv, dv_rs): (*mut f32, usize),
+) {
+    let Dims {
+        d,
+        dv: width_v,
+        tk,
+        scale,
+    } = dims;
+    for &(r0, rows, n) in blocks {
+        let p = &p[r0 * tk..][..rows * tk];
+        // SAFETY: as the caller promises; `ds` holds ROWS × tk ≥ rows × n values.
+        unsafe {
+            // ∂V[0..n] += Pᵀ ∂O  [n, dv]
+            product(
+                (n, width_v, rows),
+                dv,
+                dv_rs as isize,
+                true,
+                p.as_ptr(),
+                (1, tk as isize),
+                g.from_row(r0),
+                (g.rs, g.cs),
+            );
+            // ∂P = ∂O Vᵀ  [rows, n]
+            product(
+                (rows, n, width_v),
+                ds,
+                n as isize,
+                false,
+                g.from_row(r0),
+                (g.rs, g.cs),
+                v.ptr,
+                (v.cs, v.rs),
+            );
+            let ds_rows = std::slice::from_raw_parts_mut(ds, rows * n);
+            softmax_backward_rows(ds_rows, p, n, tk, scale);
+            // ∂Q = ∂S K  [rows, d]
+            product(
+                (rows, d, n),
+                dq.add(r0 * dq_rs),
+                dq_rs as isize,
+                false,
+                ds,
+                (n as isize, 1),
+                k.ptr,
+                (k.rs, k.cs),
+            );
+            // ∂K[0..n] += ∂Sᵀ Q  [n, d]
+            product(
+                (n, d, rows),
+                dk,
+                dk_rs as isize,
+                true,
+                ds,
+                (1, n as isize),
+                q.from_row(r0),
+                (q.rs, q.cs),
+            );
+        }
+    }
+}
+
+/// `softmax(q kᵀ · scale + bias) v`; with `keep_probs`, also the probabilities
+/// `[batch, heads, q, k]` that the backward pass needs.
+pub fn forward(
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    bias: FlexTensor,
+    scale: f32,
+    keep_probs: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let qs = q.layout().shape().clone();
+    let (batch, heads, tq, d) = (qs[0], qs[1], qs[2], qs[3]);
+    let (tk, dv) = (k.layout().shape()[2], v.layout().shape()[3]);
+    let bias = contiguous_values(&bias);
+    assert_eq!(bias.len(), tq * tk, "the mask bias must be [q, k]");
+    let blocks = blocks(&key_extents(&bias, tq, tk));
+    let dims = Dims { d, dv, tk, scale };
+    let (q, k, v) = (Operand::new(&q), Operand::new(&k), Operand::new(&v));
+
+    let mut out = uninit(batch * tq * heads * dv);
+    let mut probs = if keep_probs {
+        uninit(batch * heads * tq * tk)
+    } else {
+        Vec::new()
+    };
+    let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
+    (0..batch * heads).into_par_iter().for_each_init(
+        || if keep_probs { Vec::new() } else { uninit(ROWS * tk) },
+        |scratch, pair| {
+            let (b, h) = (pair / heads, pair % heads);
+            let p = if keep_probs {
+                probs_ptr.at(pair * tq * tk)
+            } else {
+                scratch.as_mut_ptr()
+            };
+            let o = out_ptr.at(b * tq * heads * dv + h * dv);
+            // SAFETY: pair `pair` alone writes its rows of `out` and `probs`; the scratch
+            // buffer is this task's own; the operands hold tq queries and tk keys.
+            unsafe {
+                head_forward(
+                    (q.mat(pair), k.mat(pair), v.mat(pair)),
+                    dims,
+                    &blocks,
+                    &bias,
+                    p,
+                    keep_probs,
+                    (o, heads * dv),
+                )
+            };
+        },
+    );
+    let out = tensor(out, heads_last_layout(batch, heads, tq, dv));
+    let probs = keep_probs.then(|| tensor(probs, Layout::contiguous(Shape::from(vec![batch, heads, tq, tk]))));
+    (out, probs)
+}
+
+vectorized! {
+    /// Softmax of `s · scale + bias` over the first `n` columns of each row (row stride `stride`),
+    /// in place; with `zero_rest`, columns `n..stride` are set to 0 (their weight).
+    fn softmax_rows(s: &mut [f32], bias: &[f32], stride: usize, n: usize, scale: f32, zero_rest: bool) {
+        for (row, b) in s.chunks_mut(stride).zip(bias.chunks(stride)) {
+            let (p, rest) = row.split_at_mut(n);
+            let b = &b[..n];
+            let mut maxes = [f32::NEG_INFINITY; 8];
+            for i in 0..n {
+                let z = p[i] * scale + b[i];
+                p[i] = z;
+                let lane = &mut maxes[i % 8];
+                *lane = if z > *lane { z } else { *lane };
+            }
+            let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+            let mut lanes = [0.0f32; 8];
+            for i in 0..n {
+                // Masked entries (−∞) get exactly zero weight.
+                let e = if p[i] == f32::NEG_INFINITY { 0.0 } else { exp(p[i] - max) };
+                p[i] = e;
+                lanes[i % 8] += e;
+            }
+            let inv = 1.0 / lanes.iter().sum::<f32>();
+            for x in p.iter_mut() {
+                *x *= inv;
+            }
+            if zero_rest {
+                rest.fill(0.0);
+            }
+        }
+    }
+}
+
+/// `(∂Q, ∂K, ∂V)` from the inputs, the mask bias, the saved probabilities and `∂O`.
+pub fn backward(
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    bias: FlexTensor,
+    probs: FlexTensor,
+    grad: FlexTensor,
+    scale: f32,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let qs = q.layout().shape().clone();
+    let (batch, heads, tq, d) = (qs[0], qs[1], qs[2], qs[3]);
+    let (tk, dv) = (k.layout().shape()[2], v.layout().shape()[3]);
+    let bias = contiguous_values(&bias);
+    let blocks = blocks(&key_extents(&bias, tq, tk));
+    let dims = Dims { d, dv, tk, scale };
+    let probs = contiguous_values(&probs);
+    assert_eq!(
+        probs.len(),
+        batch * heads * tq * tk,
+        "probabilities [batch, heads, q, k]"
+    );
+    let (q, k, v, g) = (
+        Operand::new(&q),
+        Operand::new(&k),
+        Operand::new(&v),
+        Operand::new(&grad),
+    );
+
+    let mut dq = uninit(batch * tq * heads * d);
+    let mut dk = vec![0.0f32; batch * tk * heads * d];
+    let mut dv_ = vec![0.0f32; batch * tk * heads * dv];
+    let (dq_ptr, dk_ptr, dv_ptr) = (
+        SharedMut(dq.as_mut_ptr()),
+        SharedMut(dk.as_mut_ptr()),
+        SharedMut(dv_.as_mut_ptr()),
+    );
+    (0..batch * heads).into_par_iter().for_each_init(
+        || uninit(ROWS * tk),
+        |scratch, pair| {
+            let (b, h) = (pair / heads, pair % heads);
+            let p = &probs[pair * tq * tk..][..tq * tk];
+            // SAFETY: pair `pair` alone writes its d-wide slice of each row of ∂Q, ∂K and ∂V
+            // (zeroed above); the scratch buffer is this task's own.
+            unsafe {
+                head_backward(
+                    (q.mat(pair), k.mat(pair), v.mat(pair), g.mat(pair)),
+                    dims,
+                    &blocks,
+                    p,
+                    scratch.as_mut_ptr(),
+                    (dq_ptr.at(b * tq * heads * d + h * d), heads * d),
+                    (dk_ptr.at(b * tk * heads * d + h * d), heads * d),
+                    (dv_ptr.at(b * tk * heads * dv + h * dv), heads * dv),
+                )
+            };
+        },
+    );
+    (
+        tensor(dq, heads_last_layout(batch, heads, tq, d)),
+        tensor(dk, heads_last_layout(batch, heads, tk, d)),
+        tensor(dv_, heads_last_layout(batch, heads, tk, dv)),
+    )
+}
+
+vectorized! {
+    /// `∂S = scale · P ⊙ (∂P − Σ_row ∂P ⊙ P)` in place over `∂P` (row stride `n`), with `P`'s
+    /// rows `p_stride` apart.
+    fn softmax_backward_rows(ds: &mut [f32], p: &[f32], n: usize, p_stride: usize, scale: f32) {
+        for (g, p) in ds.chunks_mut(n).zip(p.chunks(p_stride)) {
+            let p = &p[..n];
+            let mut lanes = [0.0f32; 8];
+            for i in 0..n {
+                lanes[i % 8] += p[i] * g[i];
+            }
+            let dot: f32 = lanes.iter().sum();
+            for i in 0..n {
+                g[i] = scale * p[i] * (g[i] - dot);
+            }
+        }
+    }
+}
+
+/// Self-attention straight from the fused projection: `qkv` is `[batch, seq, 3·d_model]`
+/// (`[q | k | v]`, head `h` owning columns `h·d..(h+1)·d` of each), RoPE (rotate-half, tables
+/// `cos`, `sin` `[seq, d]`) is applied to the queries and keys of each head on the fly, and the
+/// result is `[batch, seq, d_model]` with the heads side by side. With `keep_probs`, also the
+/// probabilities `[batch, heads, seq, seq]`.
+#[allow(clippy::too_many_arguments)]
+pub fn self_forward(
+    qkv: FlexTensor,
+    cos: FlexTensor,
+    sin: FlexTensor,
+    bias: FlexTensor,
+    heads: usize,
+    scale: f32,
+    keep_probs: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let shape = qkv.layout().shape().clone();
+    let (batch, t, width) = (shape[0], shape[1], shape[2]);
+    let dm = width / 3;
+    let d = dm / heads;
+    assert!(
+        width == 3 * dm && dm == heads * d && d % 2 == 0,
+        "qkv must be [batch, seq, 3·heads·d], d even"
+    );
+    let x = contiguous_values(&qkv);
+    let (cos, sin, bias) = (
+        contiguous_values(&cos),
+        contiguous_values(&sin),
+        contiguous_values(&bias),
+    );
+    assert!(
+        cos.len() == t * d && sin.len() == t * d,
+        "RoPE tables must be [seq, d_head]"
+    );
+    assert_eq!(bias.len(), t * t, "the mask bias must be [seq, seq]");
+    let blocks = blocks(&key_extents(&bias, t, t));
+    let dims = Dims { d, dv: d, tk: t, scale };
+
+    let mut out = uninit(batch * t * dm);
+    let mut probs = if keep_probs {
+        uninit(batch * heads * t * t)
+    } else {
+        Vec::new()
+    };
+    let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
+    (0..batch * heads).into_par_iter().for_each_init(
+        || {
+            (
+                uninit(t * d),
+                uninit(t * d),
+                if keep_probs { Vec::new() } else { uninit(ROWS * t) },
+            )
+        },
+        |(q_rot, k_rot, scratch), pair| {
+            let (b, h) = (pair / heads, pair % heads);
+            let base = b * t * width;
+            rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
+            rope_rows(k_rot, &x[base + dm + h * d..], width, &cos, &sin, d);
+            let v = Mat::of(x[base + 2 * dm + h * d..].as_ptr(), width as isize, 1);
+            let p = if keep_probs {
+                probs_ptr.at(pair * t * t)
+            } else {
+                scratch.as_mut_ptr()
+            };
+            let o = out_ptr.at(b * t * dm + h * d);
+            let (q, k) = (
+                Mat::of(q_rot.as_ptr(), d as isize, 1),
+                Mat::of(k_rot.as_ptr(), d as isize, 1),
+            );
+            // SAFETY: pair `pair` alone writes its d-wide slice of each output row and its
+            // probabilities; the scratch buffers are this task's own.
+            unsafe { head_forward((q, k, v), dims, &blocks, &bias, p, keep_probs, (o, dm)) };
+        },
+    );
+    let out = super::from_vec(out, Shape::from(vec![batch, t, dm]));
+    let probs = keep_probs.then(|| tensor(probs, Layout::contiguous(Shape::from(vec![batch, heads, t, t]))));
+    (out, probs)
+}
+
+/// `∂L/∂qkv` of [`self_forward`] from its inputs, its probabilities and `∂L/∂out`.
+#[allow(clippy::too_many_arguments)]
+pub fn self_backward(
+    qkv: FlexTensor,
+    cos: FlexTensor,
+    sin: FlexTensor,
+    bias: FlexTensor,
+    probs: FlexTensor,
+    grad: FlexTensor,
+    heads: usize,
+    scale: f32,
+) -> FlexTensor {
+    let shape = qkv.layout().shape().clone();
+    let (batch, t, width) = (shape[0], shape[1], shape[2]);
+    let dm = width / 3;
+    let d = dm / heads;
+    let x = contiguous_values(&qkv);
+    let g = contiguous_values(&grad);
+    let (cos, sin, bias) = (
+        contiguous_values(&cos),
+        contiguous_values(&sin),
+        contiguous_values(&bias),
+    );
+    let probs = contiguous_values(&probs);
+    assert_eq!(
+        probs.len(),
+        batch * heads * t * t,
+        "probabilities [batch, heads, seq, seq]"
+    );
+    assert_eq!(g.len(), batch * t * dm, "gradient [batch, seq, d_model]");
+    let blocks = blocks(&key_extents(&bias, t, t));
+    let dims = Dims { d, dv: d, tk: t, scale };
+
+    // ∂V accumulates, so the buffer starts at zero; the ∂Q and ∂K columns are overwritten.
+    let mut dx = vec![0.0f32; batch * t * width];
+    let dx_ptr = SharedMut(dx.as_mut_ptr());
+    (0..batch * heads).into_par_iter().for_each_init(
+        || {
+            [
+                uninit(t * d),
+                uninit(t * d),
+                uninit(t * d),
+                uninit(t * d),
+                uninit(ROWS * t),
+            ]
+        },
+        |[q_rot, k_rot, dq_rot, dk_rot, ds], pair| {
+            let (b, h) = (pair / heads, pair % heads);
+            let base = b * t * width;
+            rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
+            rope_rows(k_rot, &x[base + dm + h * d..], width, &cos, &sin, d);
+            dk_rot.fill(0.0);
+            let v = Mat::of(x[base + 2 * dm + h * d..].as_ptr(), width as isize, 1);
+            let gm = Mat::of(g[b * t * dm + h * d..].as_ptr(), dm as isize, 1);
+            let (q, k) = (
+                Mat::of(q_rot.as_ptr(), d as isize, 1),
+                Mat::of(k_rot.as_ptr(), d as isize, 1),
+            );
+            // SAFETY: pair `pair` alone writes its d-wide slices of the rows of ∂qkv (its q, k
+            // and v columns); the scratch buffers are this task's own.
+            unsafe {
+                head_backward(
+                    (q, k, v, gm),
+                    dims,
+                    &blocks,
+                    &probs[pair * t * t..][..t * t],
+                    ds.as_mut_ptr(),
+                    (dq_rot.as_mut_ptr(), d),
+                    (dk_rot.as_mut_ptr(), d),
+                    (dx_ptr.at(base + 2 * dm + h * d), width),
+                );
+                // Back through the rotations: ∂x = Rᵀ ∂x_rot.
+                rope_rows_transposed(dx_ptr.at(base + h * d), width, dq_rot, &cos, &sin, d);
+                rope_rows_transposed(dx_ptr.at(base + dm + h * d), width, dk_rot, &cos, &sin, d);
+            }
+        },
+    );
+    super::from_vec(dx, shape)
+}
+
+vectorized! {
+    /// `y = x ⊙ cos + rotate_half(x) ⊙ sin` for each of the rows of `y` (`[rows, d]`), the rows
+    /// of `x` `x_rs` apart; `rotate_half([x₁, x₂]) = [−x₂, x₁]`.
+    fn rope_rows(y: &mut [f32], x: &[f32], x_rs: usize, cos: &[f32], sin: &[f32], d: usize) {
+        let half = d / 2;
+        for (r, y) in y.chunks_mut(d).enumerate() {
+            let x = &x[r * x_rs..][..d];
+            let (c, s) = (&cos[r * d..][..d], &sin[r * d..][..d]);
+            let (y1, y2) = y.split_at_mut(half);
+            for i in 0..half {
+                y1[i] = x[i] * c[i] - x[half + i] * s[i];
+                y2[i] = x[half + i] * c[half + i] + x[i] * s[half + i];
+            }
+        }
+    }
+}
+
+vectorized! {
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // private; callers own the rows they pass
+    /// The transpose of [`rope_rows`]: `dx = g ⊙ cos + rotate_halfᵀ(g ⊙ sin)`, with
+    /// `rotate_halfᵀ([z₁, z₂]) = [z₂, −z₁]`; `g` is `[rows, d]`, the rows of `dx` are `dx_rs`
+    /// apart.
+    fn rope_rows_transposed(dx: *mut f32, dx_rs: usize, g: &[f32], cos: &[f32], sin: &[f32], d: usize) {
+        let half = d / 2;
+        for (r, g) in g.chunks(d).enumerate() {
+            // SAFETY: the caller's row r lies inside its buffer and belongs to this thread.
+            let dx = unsafe { std::slice::from_raw_parts_mut(dx.add(r * dx_rs), d) };
+            let (c, s) = (&cos[r * d..][..d], &sin[r * d..][..d]);
+            let (dx1, dx2) = dx.split_at_mut(half);
+            for i in 0..half {
+                dx1[i] = g[i] * c[i] + g[half + i] * s[half + i];
+                dx2[i] = g[half + i] * c[half + i] - g[i] * s[i];
+            }
+        }
+    }
+}
