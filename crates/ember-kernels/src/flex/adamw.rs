@@ -63,7 +63,10 @@ vectorized! {
     #[allow(clippy::too_many_arguments)]
     fn update(t2: &mut [f32], m2: &mut [f32], v2: &mut [f32], t: &[f32], g: &[f32], m: &[f32], v: &[f32], s: AdamWStep) {
         let step = s.lr / s.bias1;
-        for i in 0..t.len() {
+        // Every slice exactly n long, so that the loop needs no bounds checks and vectorises.
+        let n = t.len();
+        let (t2, m2, v2, g, m, v) = (&mut t2[..n], &mut m2[..n], &mut v2[..n], &g[..n], &m[..n], &v[..n]);
+        for i in 0..n {
             let mi = s.beta1 * m[i] + (1.0 - s.beta1) * g[i];
             let vi = s.beta2 * v[i] + (1.0 - s.beta2) * g[i] * g[i];
             m2[i] = mi;

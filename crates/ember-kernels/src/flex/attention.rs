@@ -463,7 +463,7 @@ vectorized! {
     /// rows `p_stride` apart.
     fn softmax_backward_rows(ds: &mut [f32], p: &[f32], n: usize, p_stride: usize, scale: f32) {
         for (g, p) in ds.chunks_mut(n).zip(p.chunks(p_stride)) {
-            let p = &p[..n];
+            let (g, p) = (&mut g[..n], &p[..n]); // exact lengths: no bounds checks in the loops
             let mut lanes = [0.0f32; 8];
             for i in 0..n {
                 lanes[i % 8] += p[i] * g[i];
@@ -640,12 +640,16 @@ vectorized! {
     fn rope_rows(y: &mut [f32], x: &[f32], x_rs: usize, cos: &[f32], sin: &[f32], d: usize) {
         let half = d / 2;
         for (r, y) in y.chunks_mut(d).enumerate() {
+            // Halves as slices of exactly `half` values: the loop then needs no bounds checks.
             let x = &x[r * x_rs..][..d];
+            let (x1, x2) = (&x[..half], &x[half..][..half]);
             let (c, s) = (&cos[r * d..][..d], &sin[r * d..][..d]);
+            let (c1, c2, s1, s2) = (&c[..half], &c[half..][..half], &s[..half], &s[half..][..half]);
             let (y1, y2) = y.split_at_mut(half);
+            let (y1, y2) = (&mut y1[..half], &mut y2[..half]);
             for i in 0..half {
-                y1[i] = x[i] * c[i] - x[half + i] * s[i];
-                y2[i] = x[half + i] * c[half + i] + x[i] * s[half + i];
+                y1[i] = x1[i] * c1[i] - x2[i] * s1[i];
+                y2[i] = x2[i] * c2[i] + x1[i] * s2[i];
             }
         }
     }
@@ -661,11 +665,14 @@ vectorized! {
         for (r, g) in g.chunks(d).enumerate() {
             // SAFETY: the caller's row r lies inside its buffer and belongs to this thread.
             let dx = unsafe { std::slice::from_raw_parts_mut(dx.add(r * dx_rs), d) };
+            let (g1, g2) = (&g[..half], &g[half..][..half]);
             let (c, s) = (&cos[r * d..][..d], &sin[r * d..][..d]);
+            let (c1, c2, s1, s2) = (&c[..half], &c[half..][..half], &s[..half], &s[half..][..half]);
             let (dx1, dx2) = dx.split_at_mut(half);
+            let (dx1, dx2) = (&mut dx1[..half], &mut dx2[..half]);
             for i in 0..half {
-                dx1[i] = g[i] * c[i] + g[half + i] * s[half + i];
-                dx2[i] = g[half + i] * c[half + i] - g[i] * s[i];
+                dx1[i] = g1[i] * c1[i] + g2[i] * s2[i];
+                dx2[i] = g2[i] * c2[i] - g1[i] * s1[i];
             }
         }
     }

@@ -38,6 +38,7 @@ fn rows(p: &mut [f32], z: &[f32], targets: &[i64]) -> f64 {
     let v = z.len() / targets.len();
     let mut nll = 0.0f64;
     for ((p, z), &t) in p.chunks_mut(v).zip(z.chunks(v)).zip(targets) {
+        let (p, z) = (&mut p[..v], &z[..v]); // exact lengths: no bounds checks in the loops
         let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f32;
         for i in 0..v {
@@ -71,6 +72,7 @@ pub fn backward(probs: FlexTensor, targets: &[i64], grad: f32) -> FlexTensor {
         .zip(targets.par_chunks(ROWS))
         .for_each(|((dz, p), t)| {
             for ((dz, p), &t) in dz.chunks_mut(v).zip(p.chunks(v)).zip(t) {
+                let (dz, p) = (&mut dz[..v], &p[..v]);
                 for i in 0..v {
                     dz[i] = p[i] * scale;
                 }

@@ -57,7 +57,9 @@ pub fn forward(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, eps: f64) ->
 vectorized! {
     fn forward_rows(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
         let d = w.len();
+        let (w, b) = (&w[..d], &b[..d]);
         for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+            let (y, x) = (&mut y[..d], &x[..d]);
             let (mean, rstd) = stats(x, eps);
             for i in 0..d {
                 y[i] = (x[i] - mean) * rstd * w[i] + b[i];
@@ -71,7 +73,10 @@ vectorized! {
     fn backward_rows(dx: &mut [f32], x: &[f32], g: &[f32], w: &[f32], eps: f32, dw: &mut [f32], db: &mut [f32]) {
         let d = w.len();
         let mut xhat = vec![0.0f32; d];
+        let (w, dw, db, xhat) = (&w[..d], &mut dw[..d], &mut db[..d], &mut xhat[..d]);
         for ((dx, x), dy) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
+            // Every slice exactly d long, so that the loops below need no bounds checks.
+            let (dx, x, dy) = (&mut dx[..d], &x[..d], &dy[..d]);
             let (mean, rstd) = stats(x, eps);
             for i in 0..d {
                 xhat[i] = (x[i] - mean) * rstd;

@@ -42,6 +42,7 @@ vectorized! {
         let k = bias.len() / q;
         for (r, (p, s)) in p.chunks_mut(k).zip(s.chunks(k)).enumerate() {
             let b = &bias[((first_row + r) % q) * k..][..k];
+            let (p, s) = (&mut p[..k], &s[..k]); // exact lengths: no bounds checks in the loops
             // Eight running maxima (a plain `max` fold would not vectorise).
             let mut maxes = [f32::NEG_INFINITY; 8];
             for i in 0..k {
@@ -85,6 +86,7 @@ pub fn backward(probs: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
 vectorized! {
     fn backward_rows(ds: &mut [f32], p: &[f32], g: &[f32], k: usize, scale: f32) {
         for ((ds, p), g) in ds.chunks_mut(k).zip(p.chunks(k)).zip(g.chunks(k)) {
+            let (ds, p, g) = (&mut ds[..k], &p[..k], &g[..k]);
             let mut lanes = [0.0f32; 8];
             for i in 0..k {
                 lanes[i % 8] += p[i] * g[i];
