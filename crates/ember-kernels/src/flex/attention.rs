@@ -75,6 +75,17 @@ impl SharedMut {
     }
 }
 
+/// Below this many multiply-adds per call, the (batch, head) pairs run on the calling thread:
+/// handing them to other threads would cost more than they do (one generated token).
+const PARALLEL_THRESHOLD: usize = 1 << 16;
+
+/// The (batch, head) pairs as a parallel iterator, kept on one thread when the work is small.
+fn pairs(batch: usize, heads: usize, tq: usize, tk: usize, d: usize) -> rayon::iter::MinLen<rayon::range::Iter<usize>> {
+    let n = batch * heads;
+    let small = n * tq * tk * d < PARALLEL_THRESHOLD;
+    (0..n).into_par_iter().with_min_len(if small { n.max(1) } else { 1 })
+}
+
 /// For each query row, one past the last key its bias row allows (bias finite).
 fn key_extents(bias: &[f32], q: usize, k: usize) -> Vec<usize> {
     (0..q)
@@ -330,7 +341,7 @@ pub fn forward(
         Vec::new()
     };
     let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
-    (0..batch * heads).into_par_iter().for_each_init(
+    pairs(batch, heads, tq, tk, d).for_each_init(
         || if keep_probs { Vec::new() } else { uninit(ROWS * tk) },
         |scratch, pair| {
             let (b, h) = (pair / heads, pair % heads);
@@ -430,7 +441,7 @@ pub fn backward(
         SharedMut(dk.as_mut_ptr()),
         SharedMut(dv_.as_mut_ptr()),
     );
-    (0..batch * heads).into_par_iter().for_each_init(
+    pairs(batch, heads, tq, tk, d).for_each_init(
         || uninit(ROWS * tk),
         |scratch, pair| {
             let (b, h) = (pair / heads, pair % heads);
@@ -520,7 +531,7 @@ pub fn self_forward(
         Vec::new()
     };
     let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
-    (0..batch * heads).into_par_iter().for_each_init(
+    pairs(batch, heads, t, t, d).for_each_init(
         || {
             (
                 uninit(t * d),
@@ -590,7 +601,7 @@ pub fn self_backward(
     // ∂V accumulates, so the buffer starts at zero; the ∂Q and ∂K columns are overwritten.
     let mut dx = vec![0.0f32; batch * t * width];
     let dx_ptr = SharedMut(dx.as_mut_ptr());
-    (0..batch * heads).into_par_iter().for_each_init(
+    pairs(batch, heads, t, t, d).for_each_init(
         || {
             [
                 uninit(t * d),
