@@ -412,3 +412,34 @@ fn data_parallel_over_two_devices_equals_two_accumulated_micro_batches() {
     );
     assert!(line.contains("cuda"), "{line}");
 }
+
+#[test]
+fn half_precision_on_a_cpu_backend_without_it_is_refused_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    for (precision, type_name) in [("f16", "f16"), ("bf16", "bf16")] {
+        let set = format!("train.precision={precision}");
+        let line = fails(
+            dir,
+            &[
+                "train",
+                "--config",
+                "nano.toml",
+                "--out",
+                "h",
+                "--device",
+                "ndarray",
+                "--set",
+                &set,
+            ],
+        );
+        assert!(
+            line.contains(&format!(
+                "train.precision = {precision}: this device cannot compute in {type_name}"
+            )) && line.contains("--device flex"),
+            "{line}"
+        );
+        assert!(!dir.join("h").exists());
+    }
+}

@@ -263,7 +263,7 @@ fn bf16_is_refused_on_wgpu_before_anything_is_written() {
         ],
     );
     assert!(
-        line.contains("train.precision = bf16: this device cannot compute in that type"),
+        line.contains("train.precision = bf16: this device cannot compute in bf16"),
         "{line}"
     );
     assert!(!dir.join("b").exists());

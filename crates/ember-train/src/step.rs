@@ -125,7 +125,12 @@ pub fn check_precision(precision: Precision, device: &Device) -> Result<(), Trai
     Err(TrainError::InvalidConfig {
         key: "train.precision".into(),
         value: name.as_str().unwrap_or("?").to_string(),
-        problem: "this device cannot compute in that type; use \"f16\" or \"f32\" (bf16 needs a CPU backend or CUDA)"
+        problem: match precision {
+            Precision::Bf16 => {
+                "this device cannot compute in bf16; use \"f32\", \"f16\" where the device has it, or --device flex (bf16 runs on flex and CUDA; not on wgpu or ndarray)"
+            }
+            _ => "this device cannot compute in f16; use \"f32\", or --device flex (f16 runs on flex and on wgpu adapters with shader-f16; not on ndarray)",
+        }
             .into(),
     })
 }

@@ -22,8 +22,8 @@ use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 use rayon::prelude::*;
 
-use super::math::exp;
 use super::matmul::batch_starts;
+use super::softmax::{softmax_backward_rows, softmax_rows};
 use super::{contiguous_values, uninit};
 
 /// Query rows per block.
@@ -371,39 +371,6 @@ pub fn forward(
     (out, probs)
 }
 
-vectorized! {
-    /// Softmax of `s · scale + bias` over the first `n` columns of each row (row stride `stride`),
-    /// in place; with `zero_rest`, columns `n..stride` are set to 0 (their weight).
-    fn softmax_rows(s: &mut [f32], bias: &[f32], stride: usize, n: usize, scale: f32, zero_rest: bool) {
-        for (row, b) in s.chunks_mut(stride).zip(bias.chunks(stride)) {
-            let (p, rest) = row.split_at_mut(n);
-            let b = &b[..n];
-            let mut maxes = [f32::NEG_INFINITY; 8];
-            for i in 0..n {
-                let z = p[i] * scale + b[i];
-                p[i] = z;
-                let lane = &mut maxes[i % 8];
-                *lane = if z > *lane { z } else { *lane };
-            }
-            let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-            let mut lanes = [0.0f32; 8];
-            for i in 0..n {
-                // Masked entries (−∞) get exactly zero weight.
-                let e = if p[i] == f32::NEG_INFINITY { 0.0 } else { exp(p[i] - max) };
-                p[i] = e;
-                lanes[i % 8] += e;
-            }
-            let inv = 1.0 / lanes.iter().sum::<f32>();
-            for x in p.iter_mut() {
-                *x *= inv;
-            }
-            if zero_rest {
-                rest.fill(0.0);
-            }
-        }
-    }
-}
-
 /// `(∂Q, ∂K, ∂V)` from the inputs, the mask bias, the saved probabilities and `∂O`.
 pub fn backward(
     q: FlexTensor,
@@ -467,24 +434,6 @@ pub fn backward(
         tensor(dk, heads_last_layout(batch, heads, tk, d)),
         tensor(dv_, heads_last_layout(batch, heads, tk, dv)),
     )
-}
-
-vectorized! {
-    /// `∂S = scale · P ⊙ (∂P − Σ_row ∂P ⊙ P)` in place over `∂P` (row stride `n`), with `P`'s
-    /// rows `p_stride` apart.
-    fn softmax_backward_rows(ds: &mut [f32], p: &[f32], n: usize, p_stride: usize, scale: f32) {
-        for (g, p) in ds.chunks_mut(n).zip(p.chunks(p_stride)) {
-            let (g, p) = (&mut g[..n], &p[..n]); // exact lengths: no bounds checks in the loops
-            let mut lanes = [0.0f32; 8];
-            for i in 0..n {
-                lanes[i % 8] += p[i] * g[i];
-            }
-            let dot: f32 = lanes.iter().sum();
-            for i in 0..n {
-                g[i] = scale * p[i] * (g[i] - dot);
-            }
-        }
-    }
 }
 
 /// Self-attention straight from the fused projection: `qkv` is `[batch, seq, 3·d_model]`

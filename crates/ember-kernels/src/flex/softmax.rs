@@ -11,7 +11,7 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 use super::math::exp;
-use super::{contiguous_values, from_vec, uninit};
+use super::{contiguous_values, from_vec};
 
 /// Rows per parallel task.
 const ROWS: usize = 128;
@@ -22,46 +22,51 @@ pub fn forward(scores: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
     let (q, k) = (shape[rank - 2], shape[rank - 1]);
     let (s, b) = (contiguous_values(&scores), contiguous_values(&bias));
     assert_eq!(b.len(), q * k, "the mask bias must be [q, k]");
-    let mut p = uninit(s.len());
-    if s.len() <= k * ROWS {
-        forward_rows(&mut p, &s, &b, 0, q, scale); // too little work to share
+    let mut p = s.into_owned(); // the rows are normalised in place
+    // Rows `first_row..` of the flattened scores; row r uses bias row r mod q.
+    let rows = |p: &mut [f32], first_row: usize| {
+        for (r, p) in p.chunks_mut(k).enumerate() {
+            softmax_rows(p, &b[((first_row + r) % q) * k..][..k], k, k, scale, false);
+        }
+    };
+    if p.len() <= k * ROWS {
+        rows(&mut p, 0); // too little work to share
     } else {
         p.par_chunks_mut(k * ROWS)
-            .zip(s.par_chunks(k * ROWS))
             .enumerate()
-            .for_each(|(chunk, (p, s))| {
-                forward_rows(p, s, &b, chunk * ROWS, q, scale);
-            });
+            .for_each(|(chunk, p)| rows(p, chunk * ROWS));
     }
     from_vec(p, shape)
 }
 
 vectorized! {
-    /// Rows `first_row..` of the flattened scores (row r uses bias row r mod q).
-    fn forward_rows(p: &mut [f32], s: &[f32], bias: &[f32], first_row: usize, q: usize, scale: f32) {
-        let k = bias.len() / q;
-        for (r, (p, s)) in p.chunks_mut(k).zip(s.chunks(k)).enumerate() {
-            let b = &bias[((first_row + r) % q) * k..][..k];
-            let (p, s) = (&mut p[..k], &s[..k]); // exact lengths: no bounds checks in the loops
-            // Eight running maxima (a plain `max` fold would not vectorise).
+    /// Softmax of `s · scale + bias` over the first `n` columns of each row (row stride `stride`),
+    /// in place; with `zero_rest`, columns `n..stride` are set to 0 (their weight).
+    pub(super) fn softmax_rows(s: &mut [f32], bias: &[f32], stride: usize, n: usize, scale: f32, zero_rest: bool) {
+        for (row, b) in s.chunks_mut(stride).zip(bias.chunks(stride)) {
+            let (p, rest) = row.split_at_mut(n);
+            let b = &b[..n];
             let mut maxes = [f32::NEG_INFINITY; 8];
-            for i in 0..k {
-                let z = s[i] * scale + b[i];
+            for i in 0..n {
+                let z = p[i] * scale + b[i];
                 p[i] = z;
                 let lane = &mut maxes[i % 8];
                 *lane = if z > *lane { z } else { *lane };
             }
             let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
             let mut lanes = [0.0f32; 8];
-            for i in 0..k {
+            for i in 0..n {
                 // Masked entries (−∞) get exactly zero weight.
                 let e = if p[i] == f32::NEG_INFINITY { 0.0 } else { exp(p[i] - max) };
                 p[i] = e;
                 lanes[i % 8] += e;
             }
             let inv = 1.0 / lanes.iter().sum::<f32>();
-            for v in p.iter_mut() {
-                *v *= inv;
+            for x in p.iter_mut() {
+                *x *= inv;
+            }
+            if zero_rest {
+                rest.fill(0.0);
             }
         }
     }
@@ -72,28 +77,30 @@ pub fn backward(probs: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
     let shape = probs.layout().shape().clone();
     let k = shape[shape.num_dims() - 1];
     let (p, g) = (contiguous_values(&probs), contiguous_values(&grad));
-    let mut ds = uninit(p.len());
+    let mut ds = g.into_owned(); // ∂P becomes ∂S in place
     if p.len() <= k * ROWS {
-        backward_rows(&mut ds, &p, &g, k, scale);
+        softmax_backward_rows(&mut ds, &p, k, k, scale);
     } else {
         ds.par_chunks_mut(k * ROWS)
-            .zip(p.par_chunks(k * ROWS).zip(g.par_chunks(k * ROWS)))
-            .for_each(|(ds, (p, g))| backward_rows(ds, p, g, k, scale));
+            .zip(p.par_chunks(k * ROWS))
+            .for_each(|(ds, p)| softmax_backward_rows(ds, p, k, k, scale));
     }
     from_vec(ds, shape)
 }
 
 vectorized! {
-    fn backward_rows(ds: &mut [f32], p: &[f32], g: &[f32], k: usize, scale: f32) {
-        for ((ds, p), g) in ds.chunks_mut(k).zip(p.chunks(k)).zip(g.chunks(k)) {
-            let (ds, p, g) = (&mut ds[..k], &p[..k], &g[..k]);
+    /// `∂S = scale · P ⊙ (∂P − Σ_row ∂P ⊙ P)` in place over `∂P` (row stride `n`), with `P`'s
+    /// rows `p_stride` apart.
+    pub(super) fn softmax_backward_rows(ds: &mut [f32], p: &[f32], n: usize, p_stride: usize, scale: f32) {
+        for (g, p) in ds.chunks_mut(n).zip(p.chunks(p_stride)) {
+            let (g, p) = (&mut g[..n], &p[..n]); // exact lengths: no bounds checks in the loops
             let mut lanes = [0.0f32; 8];
-            for i in 0..k {
+            for i in 0..n {
                 lanes[i % 8] += p[i] * g[i];
             }
             let dot: f32 = lanes.iter().sum();
-            for i in 0..k {
-                ds[i] = scale * p[i] * (g[i] - dot);
+            for i in 0..n {
+                g[i] = scale * p[i] * (g[i] - dot);
             }
         }
     }
