@@ -27,7 +27,7 @@ use super::softmax::{softmax_backward_rows, softmax_rows};
 use super::{contiguous_values, uninit};
 
 /// Query rows per block.
-const ROWS: usize = 64;
+pub(super) const ROWS: usize = 64;
 
 /// A rank-4 operand `[batch, heads, seq, d]` read in place through its strides.
 struct Operand<'a> {
@@ -63,13 +63,13 @@ impl<'a> Operand<'a> {
 
 /// A raw pointer that tasks share, each writing its own disjoint part.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(super) struct SharedMut(pub(super) *mut f32);
 // SAFETY: every task writes a region no other task touches (see the callers).
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         // SAFETY: callers stay inside the buffer the pointer came from.
         unsafe { self.0.add(offset) }
     }
@@ -80,14 +80,20 @@ impl SharedMut {
 const PARALLEL_THRESHOLD: usize = 1 << 16;
 
 /// The (batch, head) pairs as a parallel iterator, kept on one thread when the work is small.
-fn pairs(batch: usize, heads: usize, tq: usize, tk: usize, d: usize) -> rayon::iter::MinLen<rayon::range::Iter<usize>> {
+pub(super) fn pairs(
+    batch: usize,
+    heads: usize,
+    tq: usize,
+    tk: usize,
+    d: usize,
+) -> rayon::iter::MinLen<rayon::range::Iter<usize>> {
     let n = batch * heads;
     let small = n * tq * tk * d < PARALLEL_THRESHOLD;
     (0..n).into_par_iter().with_min_len(if small { n.max(1) } else { 1 })
 }
 
 /// For each query row, one past the last key its bias row allows (bias finite).
-fn key_extents(bias: &[f32], q: usize, k: usize) -> Vec<usize> {
+pub(super) fn key_extents(bias: &[f32], q: usize, k: usize) -> Vec<usize> {
     (0..q)
         .map(|r| {
             let row = &bias[r * k..][..k];
@@ -99,7 +105,7 @@ fn key_extents(bias: &[f32], q: usize, k: usize) -> Vec<usize> {
 }
 
 /// Blocks of query rows with the number of keys each needs: `(first row, rows, keys)`.
-fn blocks(extents: &[usize]) -> Vec<(usize, usize, usize)> {
+pub(super) fn blocks(extents: &[usize]) -> Vec<(usize, usize, usize)> {
     extents
         .chunks(ROWS)
         .enumerate()
@@ -153,25 +159,25 @@ fn heads_last_layout(batch: usize, heads: usize, seq: usize, d: usize) -> Layout
     Layout::new(Shape::from(vec![batch, heads, seq, d]), strides, 0)
 }
 
-fn tensor(values: Vec<f32>, layout: Layout) -> FlexTensor {
+pub(super) fn tensor(values: Vec<f32>, layout: Layout) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(values), layout, burn::tensor::DType::F32)
 }
 
 /// One head's matrix `[rows, cols]`: a pointer and its (row, column) strides.
 #[derive(Clone, Copy)]
-struct Mat {
+pub(super) struct Mat {
     ptr: *const f32,
     rs: isize,
     cs: isize,
 }
 
 impl Mat {
-    fn of(ptr: *const f32, rs: isize, cs: isize) -> Self {
+    pub(super) fn of(ptr: *const f32, rs: isize, cs: isize) -> Self {
         Self { ptr, rs, cs }
     }
 
     /// Row `row` onwards.
-    fn from_row(self, row: usize) -> *const f32 {
+    fn row_ptr(self, row: usize) -> *const f32 {
         // SAFETY: callers pass rows inside the matrix.
         unsafe { self.ptr.offset(row as isize * self.rs) }
     }
@@ -179,13 +185,13 @@ impl Mat {
 
 /// Sizes shared by every head of one call.
 #[derive(Clone, Copy)]
-struct Dims {
+pub(super) struct Dims {
     /// Width of queries and keys, of values.
-    d: usize,
-    dv: usize,
+    pub(super) d: usize,
+    pub(super) dv: usize,
     /// Number of keys.
-    tk: usize,
-    scale: f32,
+    pub(super) tk: usize,
+    pub(super) scale: f32,
 }
 
 /// The forward pass of one head: `O = softmax(Q Kᵀ · scale + bias) V`, the probabilities
@@ -195,7 +201,7 @@ struct Dims {
 /// # Safety
 /// Every matrix must hold the rows and columns the blocks address; `o` (row stride `o_rs`)
 /// must be writable and touched by no other thread.
-unsafe fn head_forward(
+pub(super) unsafe fn head_forward(
     (q, k, v): (Mat, Mat, Mat),
     dims: Dims,
     blocks: &[(usize, usize, usize)],
@@ -215,7 +221,7 @@ unsafe fn head_forward(
                 p,
                 tk as isize,
                 false,
-                q.from_row(r0),
+                q.row_ptr(r0),
                 (q.rs, q.cs),
                 k.ptr,
                 (k.cs, k.rs),
@@ -245,7 +251,7 @@ unsafe fn head_forward(
 /// As for [`head_forward`]; `dq`, `dk` and `dv` (row strides given) must be writable and
 /// touched by no other thread.
 #[allow(clippy::too_many_arguments)]
-unsafe fn head_backward(
+pub(super) unsafe fn head_backward(
     (q, k, v, g): (Mat, Mat, Mat, Mat),
     dims: Dims,
     blocks: &[(usize, usize, usize)],
@@ -273,7 +279,7 @@ unsafe fn head_backward(
                 true,
                 p.as_ptr(),
                 (1, tk as isize),
-                g.from_row(r0),
+                g.row_ptr(r0),
                 (g.rs, g.cs),
             );
             // ∂P = ∂O Vᵀ  [rows, n]
@@ -282,7 +288,7 @@ unsafe fn head_backward(
                 ds,
                 n as isize,
                 false,
-                g.from_row(r0),
+                g.row_ptr(r0),
                 (g.rs, g.cs),
                 v.ptr,
                 (v.cs, v.rs),
@@ -308,7 +314,7 @@ unsafe fn head_backward(
                 true,
                 ds,
                 (1, n as isize),
-                q.from_row(r0),
+                q.row_ptr(r0),
                 (q.rs, q.cs),
             );
         }
@@ -434,206 +440,4 @@ pub fn backward(
         tensor(dk, heads_last_layout(batch, heads, tk, d)),
         tensor(dv_, heads_last_layout(batch, heads, tk, dv)),
     )
-}
-
-/// Self-attention straight from the fused projection: `qkv` is `[batch, seq, 3·d_model]`
-/// (`[q | k | v]`, head `h` owning columns `h·d..(h+1)·d` of each), RoPE (rotate-half, tables
-/// `cos`, `sin` `[seq, d]`) is applied to the queries and keys of each head on the fly, and the
-/// result is `[batch, seq, d_model]` with the heads side by side. With `keep_probs`, also the
-/// probabilities `[batch, heads, seq, seq]`.
-#[allow(clippy::too_many_arguments)]
-pub fn self_forward(
-    qkv: FlexTensor,
-    cos: FlexTensor,
-    sin: FlexTensor,
-    bias: FlexTensor,
-    heads: usize,
-    scale: f32,
-    keep_probs: bool,
-) -> (FlexTensor, Option<FlexTensor>) {
-    let shape = qkv.layout().shape().clone();
-    let (batch, t, width) = (shape[0], shape[1], shape[2]);
-    let dm = width / 3;
-    let d = dm / heads;
-    assert!(
-        width == 3 * dm && dm == heads * d && d % 2 == 0,
-        "qkv must be [batch, seq, 3·heads·d], d even"
-    );
-    let x = contiguous_values(&qkv);
-    let (cos, sin, bias) = (
-        contiguous_values(&cos),
-        contiguous_values(&sin),
-        contiguous_values(&bias),
-    );
-    assert!(
-        cos.len() == t * d && sin.len() == t * d,
-        "RoPE tables must be [seq, d_head]"
-    );
-    assert_eq!(bias.len(), t * t, "the mask bias must be [seq, seq]");
-    let blocks = blocks(&key_extents(&bias, t, t));
-    let dims = Dims { d, dv: d, tk: t, scale };
-
-    let mut out = uninit(batch * t * dm);
-    let mut probs = if keep_probs {
-        uninit(batch * heads * t * t)
-    } else {
-        Vec::new()
-    };
-    let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
-    pairs(batch, heads, t, t, d).for_each_init(
-        || {
-            (
-                uninit(t * d),
-                uninit(t * d),
-                if keep_probs { Vec::new() } else { uninit(ROWS * t) },
-            )
-        },
-        |(q_rot, k_rot, scratch), pair| {
-            let (b, h) = (pair / heads, pair % heads);
-            let base = b * t * width;
-            rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
-            rope_rows(k_rot, &x[base + dm + h * d..], width, &cos, &sin, d);
-            let v = Mat::of(x[base + 2 * dm + h * d..].as_ptr(), width as isize, 1);
-            let p = if keep_probs {
-                probs_ptr.at(pair * t * t)
-            } else {
-                scratch.as_mut_ptr()
-            };
-            let o = out_ptr.at(b * t * dm + h * d);
-            let (q, k) = (
-                Mat::of(q_rot.as_ptr(), d as isize, 1),
-                Mat::of(k_rot.as_ptr(), d as isize, 1),
-            );
-            // SAFETY: pair `pair` alone writes its d-wide slice of each output row and its
-            // probabilities; the scratch buffers are this task's own.
-            unsafe { head_forward((q, k, v), dims, &blocks, &bias, p, keep_probs, (o, dm)) };
-        },
-    );
-    let out = super::from_vec(out, Shape::from(vec![batch, t, dm]));
-    let probs = keep_probs.then(|| tensor(probs, Layout::contiguous(Shape::from(vec![batch, heads, t, t]))));
-    (out, probs)
-}
-
-/// `∂L/∂qkv` of [`self_forward`] from its inputs, its probabilities and `∂L/∂out`.
-#[allow(clippy::too_many_arguments)]
-pub fn self_backward(
-    qkv: FlexTensor,
-    cos: FlexTensor,
-    sin: FlexTensor,
-    bias: FlexTensor,
-    probs: FlexTensor,
-    grad: FlexTensor,
-    heads: usize,
-    scale: f32,
-) -> FlexTensor {
-    let shape = qkv.layout().shape().clone();
-    let (batch, t, width) = (shape[0], shape[1], shape[2]);
-    let dm = width / 3;
-    let d = dm / heads;
-    let x = contiguous_values(&qkv);
-    let g = contiguous_values(&grad);
-    let (cos, sin, bias) = (
-        contiguous_values(&cos),
-        contiguous_values(&sin),
-        contiguous_values(&bias),
-    );
-    let probs = contiguous_values(&probs);
-    assert_eq!(
-        probs.len(),
-        batch * heads * t * t,
-        "probabilities [batch, heads, seq, seq]"
-    );
-    assert_eq!(g.len(), batch * t * dm, "gradient [batch, seq, d_model]");
-    let blocks = blocks(&key_extents(&bias, t, t));
-    let dims = Dims { d, dv: d, tk: t, scale };
-
-    // ∂V accumulates, so the buffer starts at zero; the ∂Q and ∂K columns are overwritten.
-    let mut dx = vec![0.0f32; batch * t * width];
-    let dx_ptr = SharedMut(dx.as_mut_ptr());
-    pairs(batch, heads, t, t, d).for_each_init(
-        || {
-            [
-                uninit(t * d),
-                uninit(t * d),
-                uninit(t * d),
-                uninit(t * d),
-                uninit(ROWS * t),
-            ]
-        },
-        |[q_rot, k_rot, dq_rot, dk_rot, ds], pair| {
-            let (b, h) = (pair / heads, pair % heads);
-            let base = b * t * width;
-            rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
-            rope_rows(k_rot, &x[base + dm + h * d..], width, &cos, &sin, d);
-            dk_rot.fill(0.0);
-            let v = Mat::of(x[base + 2 * dm + h * d..].as_ptr(), width as isize, 1);
-            let gm = Mat::of(g[b * t * dm + h * d..].as_ptr(), dm as isize, 1);
-            let (q, k) = (
-                Mat::of(q_rot.as_ptr(), d as isize, 1),
-                Mat::of(k_rot.as_ptr(), d as isize, 1),
-            );
-            // SAFETY: pair `pair` alone writes its d-wide slices of the rows of ∂qkv (its q, k
-            // and v columns); the scratch buffers are this task's own.
-            unsafe {
-                head_backward(
-                    (q, k, v, gm),
-                    dims,
-                    &blocks,
-                    &probs[pair * t * t..][..t * t],
-                    ds.as_mut_ptr(),
-                    (dq_rot.as_mut_ptr(), d),
-                    (dk_rot.as_mut_ptr(), d),
-                    (dx_ptr.at(base + 2 * dm + h * d), width),
-                );
-                // Back through the rotations: ∂x = Rᵀ ∂x_rot.
-                rope_rows_transposed(dx_ptr.at(base + h * d), width, dq_rot, &cos, &sin, d);
-                rope_rows_transposed(dx_ptr.at(base + dm + h * d), width, dk_rot, &cos, &sin, d);
-            }
-        },
-    );
-    super::from_vec(dx, shape)
-}
-
-vectorized! {
-    /// `y = x ⊙ cos + rotate_half(x) ⊙ sin` for each of the rows of `y` (`[rows, d]`), the rows
-    /// of `x` `x_rs` apart; `rotate_half([x₁, x₂]) = [−x₂, x₁]`.
-    fn rope_rows(y: &mut [f32], x: &[f32], x_rs: usize, cos: &[f32], sin: &[f32], d: usize) {
-        let half = d / 2;
-        for (r, y) in y.chunks_mut(d).enumerate() {
-            // Halves as slices of exactly `half` values: the loop then needs no bounds checks.
-            let x = &x[r * x_rs..][..d];
-            let (x1, x2) = (&x[..half], &x[half..][..half]);
-            let (c, s) = (&cos[r * d..][..d], &sin[r * d..][..d]);
-            let (c1, c2, s1, s2) = (&c[..half], &c[half..][..half], &s[..half], &s[half..][..half]);
-            let (y1, y2) = y.split_at_mut(half);
-            let (y1, y2) = (&mut y1[..half], &mut y2[..half]);
-            for i in 0..half {
-                y1[i] = x1[i] * c1[i] - x2[i] * s1[i];
-                y2[i] = x2[i] * c2[i] + x1[i] * s2[i];
-            }
-        }
-    }
-}
-
-vectorized! {
-    #[allow(clippy::not_unsafe_ptr_arg_deref)] // private; callers own the rows they pass
-    /// The transpose of [`rope_rows`]: `dx = g ⊙ cos + rotate_halfᵀ(g ⊙ sin)`, with
-    /// `rotate_halfᵀ([z₁, z₂]) = [z₂, −z₁]`; `g` is `[rows, d]`, the rows of `dx` are `dx_rs`
-    /// apart.
-    fn rope_rows_transposed(dx: *mut f32, dx_rs: usize, g: &[f32], cos: &[f32], sin: &[f32], d: usize) {
-        let half = d / 2;
-        for (r, g) in g.chunks(d).enumerate() {
-            // SAFETY: the caller's row r lies inside its buffer and belongs to this thread.
-            let dx = unsafe { std::slice::from_raw_parts_mut(dx.add(r * dx_rs), d) };
-            let (g1, g2) = (&g[..half], &g[half..][..half]);
-            let (c, s) = (&cos[r * d..][..d], &sin[r * d..][..d]);
-            let (c1, c2, s1, s2) = (&c[..half], &c[half..][..half], &s[..half], &s[half..][..half]);
-            let (dx1, dx2) = dx.split_at_mut(half);
-            let (dx1, dx2) = (&mut dx1[..half], &mut dx2[..half]);
-            for i in 0..half {
-                dx1[i] = g1[i] * c1[i] + g2[i] * s2[i];
-                dx2[i] = g2[i] * c2[i] - g1[i] * s1[i];
-            }
-        }
-    }
 }

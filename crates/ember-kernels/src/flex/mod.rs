@@ -33,6 +33,7 @@ mod gelu;
 mod layer_norm;
 mod math;
 mod matmul;
+mod self_attention;
 mod softmax;
 
 use std::borrow::Cow;
@@ -119,7 +120,7 @@ impl KernelOps for Flex {
         heads: usize,
         scale: f32,
     ) -> FlexTensor {
-        attention::self_forward(qkv, cos, sin, bias, heads, scale, false).0
+        self_attention::self_forward(qkv, cos, sin, bias, heads, scale, false).0
     }
 
     fn ember_self_attention_probs(
@@ -130,7 +131,7 @@ impl KernelOps for Flex {
         heads: usize,
         scale: f32,
     ) -> (FlexTensor, FlexTensor) {
-        let (out, probs) = attention::self_forward(qkv, cos, sin, bias, heads, scale, true);
+        let (out, probs) = self_attention::self_forward(qkv, cos, sin, bias, heads, scale, true);
         (out, probs.expect("probabilities kept"))
     }
 
@@ -144,7 +145,7 @@ impl KernelOps for Flex {
         heads: usize,
         scale: f32,
     ) -> FlexTensor {
-        attention::self_backward(qkv, cos, sin, bias, probs, grad, heads, scale)
+        self_attention::self_backward(qkv, cos, sin, bias, probs, grad, heads, scale)
     }
 
     fn ember_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
@@ -213,7 +214,9 @@ pub(crate) fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
     )
 }
 
-/// An uninitialised f32 buffer of `n` values, for kernels that write every element.
+/// An uninitialised f32 buffer of `n` values, for kernels that write every element (zeroing
+/// it first would be one more pass over memory per result).
+#[allow(clippy::uninit_vec)]
 pub(crate) fn uninit(n: usize) -> Vec<f32> {
     let mut v = Vec::with_capacity(n);
     // SAFETY: f32 has no invalid bit patterns, and every caller writes all `n` values before

@@ -1,0 +1,222 @@
+//! Self-attention straight from the fused q/k/v projection, as one operation:
+//!
+//! ```text
+//! q, k, v = split(qkv)                per head, read in place
+//! q, k    = rope(q), rope(k)          rotate-half, into per-task scratch
+//! y_h     = attention(q, k, v)        the per-head kernel of `attention.rs`
+//! y       = concat_h(y_h)             written in place: [batch, seq, d_model]
+//! ```
+//!
+//! and its backward pass, which writes `∂qkv` once. Against the composition of Burn
+//! operations this removes the head split and merge copies, the RoPE passes and their
+//! backward, and the three zero-filled gradients that splitting `qkv` costs under autodiff.
+
+use burn_flex::{FlexTensor, Layout};
+use burn_std::Shape;
+
+use super::attention::{Dims, Mat, ROWS, SharedMut, blocks, head_backward, head_forward, key_extents, pairs, tensor};
+use rayon::prelude::*;
+
+use super::{contiguous_values, from_vec, uninit};
+
+/// Self-attention straight from the fused projection: `qkv` is `[batch, seq, 3·d_model]`
+/// (`[q | k | v]`, head `h` owning columns `h·d..(h+1)·d` of each), RoPE (rotate-half, tables
+/// `cos`, `sin` `[seq, d]`) is applied to the queries and keys of each head on the fly, and the
+/// result is `[batch, seq, d_model]` with the heads side by side. With `keep_probs`, also the
+/// probabilities `[batch, heads, seq, seq]`.
+#[allow(clippy::too_many_arguments)]
+pub fn self_forward(
+    qkv: FlexTensor,
+    cos: FlexTensor,
+    sin: FlexTensor,
+    bias: FlexTensor,
+    heads: usize,
+    scale: f32,
+    keep_probs: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let shape = qkv.layout().shape().clone();
+    let (batch, t, width) = (shape[0], shape[1], shape[2]);
+    let dm = width / 3;
+    let d = dm / heads;
+    assert!(
+        width == 3 * dm && dm == heads * d && d.is_multiple_of(2),
+        "qkv must be [batch, seq, 3·heads·d], d even"
+    );
+    let x = contiguous_values(&qkv);
+    let (cos, sin, bias) = (
+        contiguous_values(&cos),
+        contiguous_values(&sin),
+        contiguous_values(&bias),
+    );
+    assert!(
+        cos.len() == t * d && sin.len() == t * d,
+        "RoPE tables must be [seq, d_head]"
+    );
+    assert_eq!(bias.len(), t * t, "the mask bias must be [seq, seq]");
+    let blocks = blocks(&key_extents(&bias, t, t));
+    let dims = Dims { d, dv: d, tk: t, scale };
+
+    let mut out = uninit(batch * t * dm);
+    let mut probs = if keep_probs {
+        uninit(batch * heads * t * t)
+    } else {
+        Vec::new()
+    };
+    let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
+    pairs(batch, heads, t, t, d).for_each_init(
+        || {
+            (
+                uninit(t * d),
+                uninit(t * d),
+                if keep_probs { Vec::new() } else { uninit(ROWS * t) },
+            )
+        },
+        |(q_rot, k_rot, scratch), pair| {
+            let (b, h) = (pair / heads, pair % heads);
+            let base = b * t * width;
+            rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
+            rope_rows(k_rot, &x[base + dm + h * d..], width, &cos, &sin, d);
+            let v = Mat::of(x[base + 2 * dm + h * d..].as_ptr(), width as isize, 1);
+            let p = if keep_probs {
+                probs_ptr.at(pair * t * t)
+            } else {
+                scratch.as_mut_ptr()
+            };
+            let o = out_ptr.at(b * t * dm + h * d);
+            let (q, k) = (
+                Mat::of(q_rot.as_ptr(), d as isize, 1),
+                Mat::of(k_rot.as_ptr(), d as isize, 1),
+            );
+            // SAFETY: pair `pair` alone writes its d-wide slice of each output row and its
+            // probabilities; the scratch buffers are this task's own.
+            unsafe { head_forward((q, k, v), dims, &blocks, &bias, p, keep_probs, (o, dm)) };
+        },
+    );
+    let out = from_vec(out, Shape::from(vec![batch, t, dm]));
+    let probs = keep_probs.then(|| tensor(probs, Layout::contiguous(Shape::from(vec![batch, heads, t, t]))));
+    (out, probs)
+}
+
+/// `∂L/∂qkv` of [`self_forward`] from its inputs, its probabilities and `∂L/∂out`.
+#[allow(clippy::too_many_arguments)]
+pub fn self_backward(
+    qkv: FlexTensor,
+    cos: FlexTensor,
+    sin: FlexTensor,
+    bias: FlexTensor,
+    probs: FlexTensor,
+    grad: FlexTensor,
+    heads: usize,
+    scale: f32,
+) -> FlexTensor {
+    let shape = qkv.layout().shape().clone();
+    let (batch, t, width) = (shape[0], shape[1], shape[2]);
+    let dm = width / 3;
+    let d = dm / heads;
+    let x = contiguous_values(&qkv);
+    let g = contiguous_values(&grad);
+    let (cos, sin, bias) = (
+        contiguous_values(&cos),
+        contiguous_values(&sin),
+        contiguous_values(&bias),
+    );
+    let probs = contiguous_values(&probs);
+    assert_eq!(
+        probs.len(),
+        batch * heads * t * t,
+        "probabilities [batch, heads, seq, seq]"
+    );
+    assert_eq!(g.len(), batch * t * dm, "gradient [batch, seq, d_model]");
+    let blocks = blocks(&key_extents(&bias, t, t));
+    let dims = Dims { d, dv: d, tk: t, scale };
+
+    // ∂V accumulates, so the buffer starts at zero; the ∂Q and ∂K columns are overwritten.
+    let mut dx = vec![0.0f32; batch * t * width];
+    let dx_ptr = SharedMut(dx.as_mut_ptr());
+    pairs(batch, heads, t, t, d).for_each_init(
+        || {
+            [
+                uninit(t * d),
+                uninit(t * d),
+                uninit(t * d),
+                uninit(t * d),
+                uninit(ROWS * t),
+            ]
+        },
+        |[q_rot, k_rot, dq_rot, dk_rot, ds], pair| {
+            let (b, h) = (pair / heads, pair % heads);
+            let base = b * t * width;
+            rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
+            rope_rows(k_rot, &x[base + dm + h * d..], width, &cos, &sin, d);
+            dk_rot.fill(0.0);
+            let v = Mat::of(x[base + 2 * dm + h * d..].as_ptr(), width as isize, 1);
+            let gm = Mat::of(g[b * t * dm + h * d..].as_ptr(), dm as isize, 1);
+            let (q, k) = (
+                Mat::of(q_rot.as_ptr(), d as isize, 1),
+                Mat::of(k_rot.as_ptr(), d as isize, 1),
+            );
+            // SAFETY: pair `pair` alone writes its d-wide slices of the rows of ∂qkv (its q, k
+            // and v columns); the scratch buffers are this task's own.
+            unsafe {
+                head_backward(
+                    (q, k, v, gm),
+                    dims,
+                    &blocks,
+                    &probs[pair * t * t..][..t * t],
+                    ds.as_mut_ptr(),
+                    (dq_rot.as_mut_ptr(), d),
+                    (dk_rot.as_mut_ptr(), d),
+                    (dx_ptr.at(base + 2 * dm + h * d), width),
+                );
+                // Back through the rotations: ∂x = Rᵀ ∂x_rot.
+                rope_rows_transposed(dx_ptr.at(base + h * d), width, dq_rot, &cos, &sin, d);
+                rope_rows_transposed(dx_ptr.at(base + dm + h * d), width, dk_rot, &cos, &sin, d);
+            }
+        },
+    );
+    from_vec(dx, shape)
+}
+
+vectorized! {
+    /// `y = x ⊙ cos + rotate_half(x) ⊙ sin` for each of the rows of `y` (`[rows, d]`), the rows
+    /// of `x` `x_rs` apart; `rotate_half([x₁, x₂]) = [−x₂, x₁]`.
+    fn rope_rows(y: &mut [f32], x: &[f32], x_rs: usize, cos: &[f32], sin: &[f32], d: usize) {
+        let half = d / 2;
+        for (r, y) in y.chunks_mut(d).enumerate() {
+            // Halves as slices of exactly `half` values: the loop then needs no bounds checks.
+            let x = &x[r * x_rs..][..d];
+            let (x1, x2) = (&x[..half], &x[half..][..half]);
+            let (c, s) = (&cos[r * d..][..d], &sin[r * d..][..d]);
+            let (c1, c2, s1, s2) = (&c[..half], &c[half..][..half], &s[..half], &s[half..][..half]);
+            let (y1, y2) = y.split_at_mut(half);
+            let (y1, y2) = (&mut y1[..half], &mut y2[..half]);
+            for i in 0..half {
+                y1[i] = x1[i] * c1[i] - x2[i] * s1[i];
+                y2[i] = x2[i] * c2[i] + x1[i] * s2[i];
+            }
+        }
+    }
+}
+
+vectorized! {
+    #[allow(clippy::not_unsafe_ptr_arg_deref)] // private; callers own the rows they pass
+    /// The transpose of [`rope_rows`]: `dx = g ⊙ cos + rotate_halfᵀ(g ⊙ sin)`, with
+    /// `rotate_halfᵀ([z₁, z₂]) = [z₂, −z₁]`; `g` is `[rows, d]`, the rows of `dx` are `dx_rs`
+    /// apart.
+    fn rope_rows_transposed(dx: *mut f32, dx_rs: usize, g: &[f32], cos: &[f32], sin: &[f32], d: usize) {
+        let half = d / 2;
+        for (r, g) in g.chunks(d).enumerate() {
+            // SAFETY: the caller's row r lies inside its buffer and belongs to this thread.
+            let dx = unsafe { std::slice::from_raw_parts_mut(dx.add(r * dx_rs), d) };
+            let (g1, g2) = (&g[..half], &g[half..][..half]);
+            let (c, s) = (&cos[r * d..][..d], &sin[r * d..][..d]);
+            let (c1, c2, s1, s2) = (&c[..half], &c[half..][..half], &s[..half], &s[half..][..half]);
+            let (dx1, dx2) = dx.split_at_mut(half);
+            let (dx1, dx2) = (&mut dx1[..half], &mut dx2[..half]);
+            for i in 0..half {
+                dx1[i] = g1[i] * c1[i] + g2[i] * s2[i];
+                dx2[i] = g2[i] * c2[i] - g1[i] * s1[i];
+            }
+        }
+    }
+}
