@@ -204,7 +204,7 @@ pub(super) struct Dims {
 pub(super) unsafe fn head_forward(
     (q, k, v): (Mat, Mat, Mat),
     dims: Dims,
-    blocks: &[(usize, usize, usize)],
+    (blocks, extents): (&[(usize, usize, usize)], &[usize]),
     bias: &[f32],
     p: *mut f32,
     keep: bool,
@@ -227,7 +227,15 @@ pub(super) unsafe fn head_forward(
                 (k.cs, k.rs),
             );
             let p_rows = std::slice::from_raw_parts_mut(p, rows * tk);
-            softmax_rows(p_rows, &bias[r0 * tk..(r0 + rows) * tk], tk, n, scale, keep);
+            softmax_rows(
+                p_rows,
+                &bias[r0 * tk..(r0 + rows) * tk],
+                tk,
+                &extents[r0..r0 + rows],
+                n,
+                scale,
+                keep,
+            );
             // O = P V  [rows, dv]
             product(
                 (rows, dv, n),
@@ -336,7 +344,8 @@ pub fn forward(
     let (tk, dv) = (k.layout().shape()[2], v.layout().shape()[3]);
     let bias = contiguous_values(&bias);
     assert_eq!(bias.len(), tq * tk, "the mask bias must be [q, k]");
-    let blocks = blocks(&key_extents(&bias, tq, tk));
+    let extents = key_extents(&bias, tq, tk);
+    let blocks = blocks(&extents);
     let dims = Dims { d, dv, tk, scale };
     let (q, k, v) = (Operand::new(&q), Operand::new(&k), Operand::new(&v));
 
@@ -363,7 +372,7 @@ pub fn forward(
                 head_forward(
                     (q.mat(pair), k.mat(pair), v.mat(pair)),
                     dims,
-                    &blocks,
+                    (&blocks, &extents),
                     &bias,
                     p,
                     keep_probs,

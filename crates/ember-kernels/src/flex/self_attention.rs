@@ -53,7 +53,8 @@ pub fn self_forward(
         "RoPE tables must be [seq, d_head]"
     );
     assert_eq!(bias.len(), t * t, "the mask bias must be [seq, seq]");
-    let blocks = blocks(&key_extents(&bias, t, t));
+    let extents = key_extents(&bias, t, t);
+    let blocks = blocks(&extents);
     let dims = Dims { d, dv: d, tk: t, scale };
 
     let mut out = uninit(batch * t * dm);
@@ -89,7 +90,7 @@ pub fn self_forward(
             );
             // SAFETY: pair `pair` alone writes its d-wide slice of each output row and its
             // probabilities; the scratch buffers are this task's own.
-            unsafe { head_forward((q, k, v), dims, &blocks, &bias, p, keep_probs, (o, dm)) };
+            unsafe { head_forward((q, k, v), dims, (&blocks, &extents), &bias, p, keep_probs, (o, dm)) };
         },
     );
     let out = from_vec(out, Shape::from(vec![batch, t, dm]));

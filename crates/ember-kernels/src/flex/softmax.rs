@@ -26,7 +26,7 @@ pub fn forward(scores: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
     // Rows `first_row..` of the flattened scores; row r uses bias row r mod q.
     let rows = |p: &mut [f32], first_row: usize| {
         for (r, p) in p.chunks_mut(k).enumerate() {
-            softmax_rows(p, &b[((first_row + r) % q) * k..][..k], k, k, scale, false);
+            softmax_rows(p, &b[((first_row + r) % q) * k..][..k], k, &[k], k, scale, false);
         }
     };
     if p.len() <= k * ROWS {
@@ -40,14 +40,24 @@ pub fn forward(scores: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
 }
 
 vectorized! {
-    /// Softmax of `s · scale + bias` over the first `n` columns of each row (row stride `stride`),
-    /// in place; with `zero_rest`, columns `n..stride` are set to 0 (their weight).
-    pub(super) fn softmax_rows(s: &mut [f32], bias: &[f32], stride: usize, n: usize, scale: f32, zero_rest: bool) {
-        for (row, b) in s.chunks_mut(stride).zip(bias.chunks(stride)) {
-            let (p, rest) = row.split_at_mut(n);
-            let b = &b[..n];
+    /// Softmax of `s · scale + bias` over the first `extents[r]` columns of each row `r` (row
+    /// stride `stride`), in place; columns `extents[r]..n` (keys the mask hides from this row
+    /// but not from its whole block) are set to 0, and with `zero_rest` so are `n..stride`.
+    pub(super) fn softmax_rows(
+        s: &mut [f32],
+        bias: &[f32],
+        stride: usize,
+        extents: &[usize],
+        n: usize,
+        scale: f32,
+        zero_rest: bool
+    ) {
+        for ((row, b), &m) in s.chunks_mut(stride).zip(bias.chunks(stride)).zip(extents) {
+            let (row, rest) = row.split_at_mut(n);
+            let (p, hidden) = row.split_at_mut(m);
+            let b = &b[..m];
             let mut maxes = [f32::NEG_INFINITY; 8];
-            for i in 0..n {
+            for i in 0..m {
                 let z = p[i] * scale + b[i];
                 p[i] = z;
                 let lane = &mut maxes[i % 8];
@@ -55,7 +65,7 @@ vectorized! {
             }
             let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
             let mut lanes = [0.0f32; 8];
-            for i in 0..n {
+            for i in 0..m {
                 // Masked entries (−∞) get exactly zero weight.
                 let e = if p[i] == f32::NEG_INFINITY { 0.0 } else { exp(p[i] - max) };
                 p[i] = e;
@@ -65,6 +75,7 @@ vectorized! {
             for x in p.iter_mut() {
                 *x *= inv;
             }
+            hidden.fill(0.0);
             if zero_rest {
                 rest.fill(0.0);
             }
