@@ -46,7 +46,7 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-    /// Where to run: cpu, flex, ndarray or wgpu.
+    /// Where to run: cpu, flex, ndarray, wgpu or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
 }

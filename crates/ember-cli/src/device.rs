@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use ember_train::parallel::Reduce;
 
 /// The backends `--device` accepts.
-pub const CHOICES: &str = "cpu, flex, ndarray, wgpu";
+pub const CHOICES: &str = "cpu, flex, ndarray, wgpu, cuda, cuda:N, ws://HOST:PORT";
 
 /// Resolves a `--device` (or `train.device`) name.
 ///
@@ -14,13 +14,22 @@ pub const CHOICES: &str = "cpu, flex, ndarray, wgpu";
 /// - `ndarray`: Burn's older CPU backend (deprecated upstream)
 /// - `wgpu`: the default GPU adapter through wgpu (Vulkan, Metal, DX12; on a machine without a
 ///   GPU, Mesa's lavapipe runs Vulkan on the CPU), when built with `--features wgpu`
+/// - `cuda`, `cuda:N`: NVIDIA GPU N (default 0) through Burn's CUDA backend, when built with
+///   `--features cuda`
+/// - `ws://HOST:PORT`: the device an `ember serve` lends on another machine, through Burn's
+///   remote backend, when built with `--features remote`
 pub fn parse(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" => Ok(Device::flex()),
         #[allow(deprecated)]
         "ndarray" => Ok(Device::ndarray()),
         "wgpu" => wgpu(),
-        other => bail!("--device {other}: unknown device; choose one of {CHOICES}"),
+        "cuda" => cuda(0),
+        url if url.starts_with("ws://") => remote(url),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(index)) => cuda(index),
+            _ => bail!("--device {other}: unknown device; choose one of {CHOICES}"),
+        },
     }
 }
 
@@ -37,20 +46,34 @@ fn wgpu() -> Result<Device> {
 }
 
 /// Resolves a `--devices` list for data-parallel training: CUDA GPUs (`cuda:0,cuda:1`,
-/// averaged with Burn's collective all-reduce) or CPU replicas (`cpu,cpu`, averaged on the
-/// host; as fast as one CPU device at best, and useful to check a configuration).
+/// averaged with Burn's collective all-reduce), `ember serve` servers on other machines
+/// (`ws://a:3000,ws://b:3000`, averaged on the first one) or CPU replicas (`cpu,cpu`, averaged
+/// on the host; as fast as one CPU device at best, and useful to check a configuration).
 pub fn parse_list(names: &[String]) -> Result<(Vec<Device>, Reduce)> {
     if names.len() < 2 {
         bail!("--devices needs at least two devices, e.g. cuda:0,cuda:1; use --device for one");
+    }
+    // Two replicas on one GPU would make NCCL wait for a peer that never joins (seen on an
+    // H100: `--devices cuda:0,cuda:0` hangs), so each accelerator may appear once.
+    for (i, name) in names.iter().enumerate() {
+        if !matches!(name.as_str(), "cpu" | "flex" | "ndarray") && names[..i].contains(name) {
+            bail!("--devices lists {name} twice; name each GPU or server once (cpu may repeat)");
+        }
     }
     if names.iter().all(|n| matches!(n.as_str(), "cpu" | "flex" | "ndarray")) {
         let devices = names.iter().map(|n| parse(n)).collect::<Result<_>>()?;
         return Ok((devices, Reduce::OnHost));
     }
+    if names.iter().all(|n| n.starts_with("ws://")) {
+        let devices = names.iter().map(|n| remote(n)).collect::<Result<_>>()?;
+        return Ok((devices, Reduce::OnHost));
+    }
     let mut devices = Vec::new();
     for name in names {
         let Some(index) = name.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) else {
-            bail!("--devices {name}: expected cuda:N (all devices GPUs) or cpu (all devices CPUs)");
+            bail!(
+                "--devices {name}: expected cuda:N (all devices GPUs), ws://HOST:PORT (all servers) or cpu (all devices CPUs)"
+            );
         };
         devices.push(cuda(index)?);
     }
@@ -66,5 +89,29 @@ fn cuda(index: usize) -> Result<Device> {
 fn cuda(index: usize) -> Result<Device> {
     bail!(
         "--devices cuda:{index}: this ember was built without CUDA; rebuild with `cargo build --release --features cuda`"
+    )
+}
+
+/// Connects to the device an `ember serve` lends at `url`, presenting $EMBER_REMOTE_TOKEN if set.
+#[cfg(feature = "remote")]
+fn remote(url: &str) -> Result<Device> {
+    use anyhow::Context;
+    use burn::tensor::remote::RemoteHost;
+    let mut host = RemoteHost::websocket(url);
+    if let Ok(token) = std::env::var(crate::serve::TOKEN_VAR) {
+        host = host.with_credential(token);
+    }
+    Device::remote_options(&host).init().with_context(|| {
+        format!(
+            "cannot connect to {url}: is `ember serve` running there, and is the token in ${} right?",
+            crate::serve::TOKEN_VAR
+        )
+    })
+}
+
+#[cfg(not(feature = "remote"))]
+fn remote(url: &str) -> Result<Device> {
+    bail!(
+        "{url}: this ember was built without the remote backend; rebuild with `cargo build --release --features remote`"
     )
 }

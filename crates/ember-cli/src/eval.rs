@@ -29,7 +29,7 @@ pub struct EvalArgs {
     /// Windows evaluated together.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Where to run: cpu, flex, ndarray or wgpu.
+    /// Where to run: cpu, flex, ndarray, wgpu or cuda[:N].
     #[arg(long, default_value = "cpu")]
     device: String,
 }

@@ -8,6 +8,7 @@ mod device;
 mod eval;
 mod info;
 mod sample;
+mod serve;
 mod train;
 
 use std::process::ExitCode;
@@ -40,6 +41,8 @@ enum Command {
     Info(info::InfoArgs),
     /// Measure training (or generation) throughput, MFU and peak memory.
     Bench(bench::BenchArgs),
+    /// Lend this machine's device to a trainer elsewhere (multi-node; needs --features remote).
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Sample(args) => sample::run(args),
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

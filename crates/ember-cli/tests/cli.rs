@@ -411,6 +411,19 @@ fn data_parallel_over_two_devices_equals_two_accumulated_micro_batches() {
         ],
     );
     assert!(line.contains("cuda"), "{line}");
+    let line = fails(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "twice",
+            "--devices",
+            "cuda:0,cuda:0",
+        ],
+    );
+    assert!(line.contains("--devices lists cuda:0 twice"), "{line}");
 }
 
 #[test]

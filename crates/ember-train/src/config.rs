@@ -56,7 +56,7 @@ pub struct TrainConfig {
     /// loss scaling).
     pub precision: Precision,
     /// Where to train when `--device` is not given: "cpu" (the fastest CPU backend),
-    /// "flex", "ndarray" or "wgpu". Read by the command line only.
+    /// "flex", "ndarray", "wgpu", "cuda" or "cuda:N". Read by the command line only.
     pub device: String,
 }
 
