@@ -88,7 +88,7 @@ fn cuda(index: usize) -> Result<Device> {
 #[cfg(not(feature = "cuda"))]
 fn cuda(index: usize) -> Result<Device> {
     bail!(
-        "--devices cuda:{index}: this ember was built without CUDA; rebuild with `cargo build --release --features cuda`"
+        "cuda:{index}: this ember was built without CUDA; rebuild with `cargo build --release --features cuda`"
     )
 }
 
