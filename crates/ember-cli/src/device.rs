@@ -87,9 +87,7 @@ fn cuda(index: usize) -> Result<Device> {
 
 #[cfg(not(feature = "cuda"))]
 fn cuda(index: usize) -> Result<Device> {
-    bail!(
-        "cuda:{index}: this ember was built without CUDA; rebuild with `cargo build --release --features cuda`"
-    )
+    bail!("cuda:{index}: this ember was built without CUDA; rebuild with `cargo build --release --features cuda`")
 }
 
 /// Connects to the device an `ember serve` lends at `url`, presenting $EMBER_REMOTE_TOKEN if set.

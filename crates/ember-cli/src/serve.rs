@@ -17,6 +17,7 @@ use anyhow::Result;
 use clap::Args;
 
 /// The environment variable that holds the token a server asks for and a client presents.
+#[cfg(feature = "remote")]
 pub const TOKEN_VAR: &str = "EMBER_REMOTE_TOKEN";
 
 #[derive(Args, Debug)]

@@ -15,22 +15,28 @@ use super::{contiguous_values, from_vec, uninit};
 /// Rows per parallel task.
 const ROWS: usize = 64;
 
-/// Σ values, in eight interleaved partial sums so that the loop vectorises.
+/// Σ f(a[i], b[i]) over two equally long rows, in eight interleaved partial sums over
+/// fixed-size chunks, so that the loop runs as vector code.
 #[inline(always)]
-fn sum(values: impl Iterator<Item = f32>) -> f32 {
+fn sum_by(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
+    let (a8, a_rest) = a.as_chunks::<8>();
+    let (b8, b_rest) = b[..a.len()].as_chunks::<8>();
     let mut lanes = [0.0f32; 8];
-    for (i, v) in values.enumerate() {
-        lanes[i % 8] += v;
+    for (x, y) in a8.iter().zip(b8) {
+        for j in 0..8 {
+            lanes[j] += f(x[j], y[j]);
+        }
     }
-    lanes.iter().sum()
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(&x, &y)| f(x, y)).sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Mean and 1/√(biased variance + eps) of a row.
 #[inline(always)]
 fn stats(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = sum(row.iter().copied()) / n;
-    let var = sum(row.iter().map(|&v| (v - mean) * (v - mean))) / n;
+    let mean = sum_by(row, row, |v, _| v) / n;
+    let var = sum_by(row, row, |v, _| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -83,10 +89,13 @@ vectorized! {
                 dw[i] += dy[i] * xhat[i];
                 db[i] += dy[i];
             }
-            let mean_g = sum((0..d).map(|i| dy[i] * w[i])) / d as f32;
-            let mean_gx = sum((0..d).map(|i| dy[i] * w[i] * xhat[i])) / d as f32;
+            let mean_g = sum_by(dy, w, |g, w| g * w) / d as f32;
             for i in 0..d {
-                dx[i] = rstd * (dy[i] * w[i] - mean_g - xhat[i] * mean_gx);
+                dx[i] = dy[i] * w[i]; // g = ∂y ⊙ w, kept in dx for the next sum
+            }
+            let mean_gx = sum_by(dx, xhat, |g, xh| g * xh) / d as f32;
+            for i in 0..d {
+                dx[i] = rstd * (dx[i] - mean_g - xhat[i] * mean_gx);
             }
         }
     }

@@ -8,9 +8,11 @@ pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.336_55, 88.376_26);
-    // n = round(x / ln 2), by adding and subtracting 1.5·2²³ (round to nearest even).
+    // n = round(x / ln 2), by adding and subtracting 1.5·2²³ (round to nearest even). The sum
+    // `shifted` holds n in its low mantissa bits, read below as an integer.
     const MAGIC: f32 = 12_582_912.0;
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let shifted = x * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
     let r = x - n * LN2_HI - n * LN2_LO;
     let r2 = r * r;
     let p = 1.987_569_1e-4;
@@ -20,8 +22,10 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5; // Cephes: 5.0000001e-1, the same f32
     let y = p * r2 + r + 1.0;
-    // Multiply by 2ⁿ through the exponent bits.
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // Multiply by 2ⁿ through the exponent bits. n comes from `shifted`'s bits, not `n as i32`:
+    // Rust's saturating float-to-int cast is compiled lane by lane and kept this loop scalar.
+    const MAGIC_BITS: u32 = 0x4B40_0000; // MAGIC.to_bits(): the bits of `shifted` when n = 0
+    let bits = shifted.to_bits().wrapping_sub(MAGIC_BITS).wrapping_add(127) << 23;
     y * f32::from_bits(bits)
 }
 

@@ -56,20 +56,42 @@ vectorized! {
             let (row, rest) = row.split_at_mut(n);
             let (p, hidden) = row.split_at_mut(m);
             let b = &b[..m];
+            // Eight lanes through fixed-size chunks, so that both loops run as vector code.
             let mut maxes = [f32::NEG_INFINITY; 8];
-            for i in 0..m {
-                let z = p[i] * scale + b[i];
-                p[i] = z;
-                let lane = &mut maxes[i % 8];
-                *lane = if z > *lane { z } else { *lane };
+            let mut chunks = p.chunks_exact_mut(8);
+            let mut bias = b.chunks_exact(8);
+            for (c, bc) in (&mut chunks).zip(&mut bias) {
+                for j in 0..8 {
+                    let z = c[j] * scale + bc[j];
+                    c[j] = z;
+                    maxes[j] = if z > maxes[j] { z } else { maxes[j] };
+                }
+            }
+            for (x, &bx) in chunks.into_remainder().iter_mut().zip(bias.remainder()) {
+                let z = *x * scale + bx;
+                *x = z;
+                maxes[0] = if z > maxes[0] { z } else { maxes[0] };
             }
             let max = maxes.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+            // Masked entries (−∞) get exactly zero weight.
+            // (exp first, then a select: a branch around exp would keep the loop scalar)
+            let weight = |z: f32| {
+                let e = exp(z - max);
+                if z == f32::NEG_INFINITY { 0.0 } else { e }
+            };
             let mut lanes = [0.0f32; 8];
-            for i in 0..m {
-                // Masked entries (−∞) get exactly zero weight.
-                let e = if p[i] == f32::NEG_INFINITY { 0.0 } else { exp(p[i] - max) };
-                p[i] = e;
-                lanes[i % 8] += e;
+            let mut chunks = p.chunks_exact_mut(8);
+            for c in &mut chunks {
+                for j in 0..8 {
+                    let e = weight(c[j]);
+                    c[j] = e;
+                    lanes[j] += e;
+                }
+            }
+            for x in chunks.into_remainder() {
+                let e = weight(*x);
+                *x = e;
+                lanes[0] += e;
             }
             let inv = 1.0 / lanes.iter().sum::<f32>();
             for x in p.iter_mut() {
