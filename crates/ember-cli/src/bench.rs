@@ -46,7 +46,7 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-    /// Where to run: cpu, flex, ndarray, wgpu or cuda[:N].
+    /// Where to run: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (an `ember serve`).
     #[arg(long, default_value = "cpu")]
     device: String,
 }

@@ -29,7 +29,7 @@ pub struct EvalArgs {
     /// Windows evaluated together.
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Where to run: cpu, flex, ndarray, wgpu or cuda[:N].
+    /// Where to run: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (an `ember serve`).
     #[arg(long, default_value = "cpu")]
     device: String,
 }

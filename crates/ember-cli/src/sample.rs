@@ -41,7 +41,7 @@ pub struct SampleArgs {
     /// Recompute the whole context at every step instead of using the KV cache.
     #[arg(long)]
     no_cache: bool,
-    /// Where to run: cpu, flex, ndarray, wgpu or cuda[:N].
+    /// Where to run: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (an `ember serve`).
     #[arg(long, default_value = "cpu")]
     device: String,
 }

@@ -34,7 +34,7 @@ pub struct TrainArgs {
     /// Override a config value, e.g. --set train.max_steps=50 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// Where to train: cpu, flex, ndarray, wgpu or cuda[:N] (default: the config's train.device).
+    /// Where to train: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (default: the config's train.device).
     #[arg(long)]
     device: Option<String>,
     /// Train data-parallel on several devices, e.g. cuda:0,cuda:1 (needs --features cuda);
