@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// On a CPU device, split every batch into this many groups of sequences, each on its own
+    /// thread (default: one per thread; 1: off), as `ember train` does.
+    #[arg(long, value_name = "K")]
+    cpu_shards: Option<usize>,
     /// Where to run: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (an `ember serve`).
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -89,7 +93,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         min_seconds: args.min_seconds,
         max_seconds: args.max_seconds,
     };
-    let b = bench::bench_training(m, t, args.vocab, budget, &device)?;
+    let shards = device::cpu_shards(&args.device, args.cpu_shards)?;
+    let b = bench::bench_training(m, t, args.vocab, budget, shards.as_ref(), &device)?;
     let peak = match args.peak_gflops {
         Some(p) => p,
         None => bench::matmul_peak_gflops(&device, 2048, 5),
@@ -100,7 +105,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "framework": "ember", "device": args.device, "n_layer": m.n_layer, "n_head": m.n_head,
+                "framework": "ember", "device": args.device, "cpu_shards": shards.as_ref().map_or(1, |s| s.len()), "n_layer": m.n_layer, "n_head": m.n_head,
                 "d_model": m.d_model, "block": m.block_size, "batch": t.batch_size, "grad_accum": t.grad_accum,
                 "vocab": args.vocab, "gelu": m.gelu, "warmup_steps": args.warmup, "timed_steps": b.steps,
                 "timed_s": b.seconds, "step_ms": b.step_ms, "tokens_per_s": b.tokens_per_s,
@@ -111,8 +116,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
     } else {
         println!(
-            "model {}L/{}H/{}d, context {}, batch {}×{}, vocab {}, on {}",
-            m.n_layer, m.n_head, m.d_model, m.block_size, t.batch_size, t.grad_accum, args.vocab, args.device
+            "model {}L/{}H/{}d, context {}, batch {}×{}, vocab {}, on {}{}",
+            m.n_layer,
+            m.n_head,
+            m.d_model,
+            m.block_size,
+            t.batch_size,
+            t.grad_accum,
+            args.vocab,
+            args.device,
+            shards
+                .as_ref()
+                .map_or(String::new(), |s| format!(" in {} shards", s.len()))
         );
         println!(
             "tokens/s     {:.1} ({} timed steps in {:.2} s, {:.1} ms/step)",

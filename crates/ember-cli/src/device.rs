@@ -3,6 +3,7 @@
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 use ember_train::parallel::Reduce;
+use ember_train::shards::Shards;
 
 /// The backends `--device` accepts.
 pub const CHOICES: &str = "cpu, flex, ndarray, wgpu, cuda, cuda:N, ws://HOST:PORT";
@@ -31,6 +32,21 @@ pub fn parse(name: &str) -> Result<Device> {
             _ => bail!("--device {other}: unknown device; choose one of {CHOICES}"),
         },
     }
+}
+
+/// Batch sharding on a CPU device (see `ember_train::shards`): `--cpu-shards K`, or by default
+/// one shard per thread of the CPU kernels' pool (`$RAYON_NUM_THREADS`, else one per core).
+/// `None` for one shard and for devices that are not CPUs.
+pub fn cpu_shards(name: &str, requested: Option<usize>) -> Result<Option<Shards>> {
+    let cpu = matches!(name, "cpu" | "flex");
+    let threads = rayon::current_num_threads();
+    let k = match (cpu, requested) {
+        (false, Some(_)) => bail!("--cpu-shards applies to the CPU devices cpu and flex, not to {name}"),
+        (false, None) => return Ok(None),
+        (true, Some(0)) => bail!("--cpu-shards 0: give at least 1 (1 turns sharding off)"),
+        (true, requested) => requested.unwrap_or(threads),
+    };
+    Ok(if k > 1 { Some(Shards::new(k, threads)?) } else { None })
 }
 
 #[cfg(feature = "wgpu")]

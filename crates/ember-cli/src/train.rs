@@ -41,6 +41,10 @@ pub struct TrainArgs {
     /// each takes train.batch_size / N sequences of every batch.
     #[arg(long, value_delimiter = ',', conflicts_with = "device")]
     devices: Vec<String>,
+    /// On a CPU device, split every batch into this many groups of sequences, each trained on
+    /// its own thread (default: one per thread, $RAYON_NUM_THREADS or the core count; 1: off).
+    #[arg(long, value_name = "K", conflicts_with = "devices")]
+    cpu_shards: Option<usize>,
     /// Stop after this step with a checkpoint, as an interruption would; the learning-rate
     /// schedule still spans train.max_steps. For jobs with a time slot.
     #[arg(long, value_name = "STEP")]
@@ -75,7 +79,16 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
         _ => bail!("give either --config FILE (a new run) or --resume DIR (continue a run)"),
     };
 
-    if !args.devices.is_empty() {
+    if args.devices.is_empty() {
+        let name = args
+            .device
+            .as_deref()
+            .unwrap_or(&trainer.config().train.device)
+            .to_string();
+        if let Some(shards) = device::cpu_shards(&name, args.cpu_shards)? {
+            trainer = trainer.with_shards(shards);
+        }
+    } else {
         let (devices, reduce) = device::parse_list(&args.devices)?;
         trainer = trainer.with_data_parallel(devices, reduce)?;
         eprintln!(

@@ -81,6 +81,7 @@ fn one_step(device: &Device, precision: Precision) -> (f64, f64, Vec<f32>) {
         grad_clip: 1.0,
         precision,
         dropout_seeds: &[],
+        shards: None,
         step: 1,
     };
     let mut scale: Option<LossScale> = (precision == Precision::F16).then(Default::default);

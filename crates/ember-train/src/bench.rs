@@ -17,6 +17,7 @@ use crate::config::TrainConfig;
 use crate::error::TrainError;
 use crate::optim::AdamW;
 use crate::optim::loss_scale::LossScale;
+use crate::shards::Shards;
 use crate::step::{StepSettings, check_precision, optimizer_step};
 
 /// How long to time.
@@ -64,12 +65,14 @@ pub struct TrainBench {
     pub last_loss: f64,
 }
 
-/// Trains `model` (with vocabulary `vocab`) for the budget on random tokens.
+/// Trains `model` (with vocabulary `vocab`) for the budget on random tokens, each micro-batch
+/// split across `shards` when given (CPU devices; see [`crate::shards`]).
 pub fn bench_training(
     model: &GptConfig,
     train: &TrainConfig,
     vocab: usize,
     budget: BenchBudget,
+    shards: Option<&Shards>,
     device: &Device,
 ) -> Result<TrainBench, TrainError> {
     check_precision(train.precision, device)?;
@@ -100,6 +103,7 @@ pub fn bench_training(
             grad_clip: train.grad_clip,
             precision: train.precision,
             dropout_seeds: &[],
+            shards,
             step: n,
         };
         let (gpt, s) = optimizer_step(gpt, &mut optim, &random_batches(), settings, loss_scale.as_mut(), &ad)?;
@@ -220,7 +224,7 @@ mod tests {
             batch_size: 2,
             ..TrainConfig::default()
         };
-        let b = bench_training(&GptConfig::nano(), &train, 65, budget, &Device::flex()).unwrap();
+        let b = bench_training(&GptConfig::nano(), &train, 65, budget, None, &Device::flex()).unwrap();
         assert_eq!(b.steps, 3);
         assert!((b.tokens_per_s - 2.0 * 32.0 * 3.0 / b.seconds).abs() < 1e-6);
         assert!((b.first_loss - 65f64.ln()).abs() < 0.3);

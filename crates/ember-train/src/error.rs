@@ -61,6 +61,9 @@ pub enum TrainError {
         /// The value (NaN or ±inf).
         value: f64,
     },
+    /// The threads of batch sharding could not be started.
+    #[error("starting the shard threads: {0}; run with --cpu-shards 1")]
+    Threads(String),
     /// An operating-system error on a file.
     #[error("{action} {path}: {source}")]
     Io {

@@ -8,6 +8,7 @@
 //! - [`metrics`]: `metrics.jsonl`.
 //! - [`params`]: parameters by name (checkpoint keys, optimiser state keys).
 //! - [`run_dir`]: the layout of a run directory.
+//! - [`shards`]: a micro-batch split across CPU threads, one shard per core.
 //!
 //! Nothing here names a backend: the caller passes a `Device`.
 
@@ -22,6 +23,7 @@ pub mod optim;
 pub mod parallel;
 pub mod params;
 pub mod run_dir;
+pub mod shards;
 pub mod step;
 pub mod trainer;
 

@@ -283,6 +283,7 @@ mod tests {
                 grad_clip: 1.0,
                 precision: Precision::F32,
                 dropout_seeds: &[],
+                shards: None,
                 step: 1,
             };
             accum = optimizer_step(

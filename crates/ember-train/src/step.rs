@@ -10,6 +10,7 @@ use crate::error::TrainError;
 use crate::eval::batch_tensors;
 use crate::optim::loss_scale::{LossScale, MIN_SCALE};
 use crate::optim::{AdamW, GradBuffer};
+use crate::shards::Shards;
 
 /// The settings of one step.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +23,9 @@ pub struct StepSettings<'a> {
     pub precision: Precision,
     /// When not empty, seeds the device's random generator before each micro-batch (dropout).
     pub dropout_seeds: &'a [u64],
+    /// Split each micro-batch across these CPU thread pools (see [`crate::shards`]); `None`
+    /// runs it whole. Ignored with dropout, whose masks come from the device's one generator.
+    pub shards: Option<&'a Shards>,
     /// The step's number (1-based), for error messages.
     pub step: u64,
 }
@@ -53,20 +57,20 @@ pub fn optimizer_step(
     let scale = loss_scale.as_ref().map_or(1.0, |s| s.scale);
     let mut grads = GradBuffer::new();
     let mut losses = Vec::with_capacity(n);
+    let divisor = n as f64;
     for (micro, batch) in micro_batches.iter().enumerate() {
-        if let Some(&seed) = settings.dropout_seeds.get(micro) {
-            device.seed(seed);
-        }
-        let (x, y) = batch_tensors(batch, device);
-        let logits = match settings.precision {
-            Precision::F32 => model.forward(x),
-            low => cast_params(&model, low).forward(x).cast(FloatDType::F32),
+        let (g, loss) = match (settings.shards, settings.dropout_seeds.get(micro)) {
+            (_, Some(&seed)) => {
+                device.seed(seed);
+                micro_batch_gradients(&model, batch, divisor, settings.precision, scale, device)
+            }
+            (Some(shards), None) if shards.len() > 1 => {
+                shards.gradients(&model, batch, divisor, settings.precision, scale, device)
+            }
+            _ => micro_batch_gradients(&model, batch, divisor, settings.precision, scale, device),
         };
-        let loss = cross_entropy(logits, y);
-        let loss = if n > 1 { loss.div_scalar(n as f64) } else { loss };
-        losses.push(loss.clone().inner());
-        let loss = if scale != 1.0 { loss.mul_scalar(scale) } else { loss };
-        grads.accumulate(&model, &mut loss.backward());
+        grads.add(g);
+        losses.push(loss);
     }
     if scale != 1.0 {
         grads.scale(1.0 / scale);
@@ -116,6 +120,34 @@ pub fn optimizer_step(
     ))
 }
 
+/// The gradients of `batch`'s mean loss divided by `divisor` (and times `loss_scale`) with
+/// respect to `model`'s parameters, and that divided loss `[1]` (unscaled, without autodiff).
+pub(crate) fn micro_batch_gradients(
+    model: &Gpt,
+    batch: &Batch,
+    divisor: f64,
+    precision: Precision,
+    loss_scale: f64,
+    device: &Device,
+) -> (GradBuffer, Tensor<1>) {
+    let (x, y) = batch_tensors(batch, device);
+    let logits = match precision {
+        Precision::F32 => model.forward(x),
+        low => cast_params(model, low).forward(x).cast(FloatDType::F32),
+    };
+    let loss = cross_entropy(logits, y);
+    let loss = if divisor != 1.0 { loss.div_scalar(divisor) } else { loss };
+    let value = loss.clone().inner();
+    let loss = if loss_scale != 1.0 {
+        loss.mul_scalar(loss_scale)
+    } else {
+        loss
+    };
+    let mut grads = GradBuffer::new();
+    grads.accumulate(model, &mut loss.backward());
+    (grads, value)
+}
+
 /// Checks that `device` can compute in `precision` (bf16 has no arithmetic on wgpu, for one).
 pub fn check_precision(precision: Precision, device: &Device) -> Result<(), TrainError> {
     if precision == Precision::F32 || device.supports_dtype(precision.dtype()) {
@@ -160,6 +192,7 @@ mod tests {
             grad_clip: 1.0,
             precision,
             dropout_seeds: &[],
+            shards: None,
             step: 1,
         };
         let mut applied = 0;

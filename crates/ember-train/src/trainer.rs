@@ -34,6 +34,7 @@ use crate::optim::loss_scale::LossScale;
 use crate::parallel::{DataParallel, Reduce};
 use crate::params::{self, NamedData};
 use crate::run_dir;
+use crate::shards::Shards;
 use crate::step::{StepSettings, check_precision, optimizer_step};
 
 /// What one optimiser step measured.
@@ -123,6 +124,8 @@ pub struct Trainer {
     optim: AdamW,
     /// Replicas on several devices, when training data-parallel (then `model` is `None`).
     parallel: Option<DataParallel>,
+    /// Each micro-batch split across CPU threads (see [`crate::shards`]).
+    shards: Option<Shards>,
     sampler: BatchSampler,
     progress: Progress,
 }
@@ -171,6 +174,7 @@ impl Trainer {
             data,
             model: Some(model),
             parallel: None,
+            shards: None,
             sampler,
             progress,
         };
@@ -249,6 +253,7 @@ impl Trainer {
             model: Some(model),
             optim,
             parallel: None,
+            shards: None,
             sampler,
             progress,
         };
@@ -278,6 +283,13 @@ impl Trainer {
             Some(dp) => dp.model(),
             None => self.model.as_ref().expect("the model is present between steps"),
         }
+    }
+
+    /// Splits every micro-batch across `shards` (a CPU device's cores; see
+    /// [`crate::shards`]). Steps with dropout run unsharded.
+    pub fn with_shards(mut self, shards: Shards) -> Self {
+        self.shards = Some(shards);
+        self
     }
 
     /// Trains data-parallel from now on: one replica per device, each computing the gradients
@@ -429,6 +441,7 @@ impl Trainer {
             grad_clip: t.grad_clip,
             precision: t.precision,
             dropout_seeds: &seeds,
+            shards: self.shards.as_ref(),
             step: step + 1,
         };
         let (model, stats) = optimizer_step(

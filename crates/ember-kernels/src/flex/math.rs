@@ -29,14 +29,33 @@ pub fn exp(x: f32) -> f32 {
     y * f32::from_bits(bits)
 }
 
-/// `erf(x)` for f32 with an absolute error below 2e-7: Abramowitz & Stegun 7.1.26 on |x|,
-/// with the sign restored.
+/// `erf(x)` for f32 with an absolute error below 5e-7: a rational function of `x` clamped to
+/// [−4, 4], odd polynomial of degree 13 over even of degree 8, the
+/// approximation XLA and Eigen use. No exponential and one division: cheaper than the form
+/// below when `e^{−x²}` is not needed anyway.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
-    erf_given_gaussian(x, exp(-x * x))
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = -2.726_142_3e-10;
+    let p = p * x2 + 2.770_681_4e-8;
+    let p = p * x2 - 2.101_024e-6;
+    let p = p * x2 - 5.692_506_4e-5;
+    let p = p * x2 - 7.349_906_3e-4;
+    let p = p * x2 - 2.954_600_0e-3;
+    let p = p * x2 - 1.609_603_3e-2;
+    let q = -1.456_607_2e-5;
+    let q = q * x2 - 2.133_740_6e-4;
+    let q = q * x2 - 1.682_827e-3;
+    let q = q * x2 - 7.373_329e-3;
+    let q = q * x2 - 1.426_474e-2;
+    // Beyond |x| = 3.9, erf(x) rounds to ±1 in f32; say so exactly, so that GELU's far tails
+    // are exactly 0 and x (a select, not a branch).
+    if x.abs() > 3.9 { 1.0f32.copysign(x) } else { x * p / q }
 }
 
-/// `erf(x)` when `e^{−x²}` is already known (the GELU derivative needs both).
+/// `erf(x)` with an absolute error below 6e-7 when `e^{−x²}` is already known (the GELU
+/// derivative needs both): Abramowitz & Stegun 7.1.26 on |x|, with the sign restored.
 #[inline(always)]
 pub fn erf_given_gaussian(x: f32, gaussian: f32) -> f32 {
     let a = x.abs();
@@ -62,7 +81,7 @@ mod tests {
     }
 
     #[test]
-    fn erf_matches_a_reference_to_two_parts_in_ten_million() {
+    fn both_erfs_match_reference_values() {
         // Reference values of erf from tables (to 10 digits).
         for (x, e) in [
             (0.0, 0.0),
@@ -74,6 +93,9 @@ mod tests {
         ] {
             assert!((erf(x) - e as f32).abs() < 2e-7, "erf({x}) = {} vs {e}", erf(x));
             assert!((erf(-x) + e as f32).abs() < 2e-7);
+            let g = (-x * x).exp();
+            assert!((erf_given_gaussian(x, g) - e as f32).abs() < 6e-7);
+            assert!((erf_given_gaussian(-x, g) + e as f32).abs() < 6e-7);
         }
     }
 }

@@ -57,6 +57,17 @@ impl GradBuffer {
         });
     }
 
+    /// Adds another buffer's gradients.
+    pub fn add(&mut self, other: GradBuffer) {
+        for (name, g) in other.grads {
+            let summed = match self.grads.remove(&name) {
+                Some(previous) => previous + g,
+                None => g,
+            };
+            self.grads.insert(name, summed);
+        }
+    }
+
     /// A buffer holding the given flattened gradients.
     pub fn from_map(grads: BTreeMap<String, Tensor<1>>) -> Self {
         Self { grads }
