@@ -53,15 +53,20 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     let stop = install_signal_handlers()?;
-    let (mut trainer, run_dir) = match (&args.config, &args.resume) {
+    let (mut trainer, run_dir, shards) = match (&args.config, &args.resume) {
         (Some(config_path), None) => {
             let config = RunConfig::load(config_path, &args.overrides)?;
             let device = first_device(&args, &config)?;
+            let shards = cpu_shards(&args, &config)?;
             let run_dir = match &args.out {
                 Some(dir) => dir.clone(),
                 None => default_run_dir(config_path)?,
             };
-            (Trainer::start(config, &run_dir, device, args.overwrite)?, run_dir)
+            (
+                Trainer::start(config, &run_dir, device, args.overwrite)?,
+                run_dir,
+                shards,
+            )
         }
         (None, Some(run_dir)) => {
             let saved = RunConfig::parse(
@@ -71,24 +76,20 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
             )
             .unwrap_or_default();
             let device = first_device(&args, &saved)?;
+            let shards = cpu_shards(&args, &saved)?;
             (
                 Trainer::resume(run_dir, args.checkpoint, &args.overrides, device)?,
                 run_dir.clone(),
+                shards,
             )
         }
         _ => bail!("give either --config FILE (a new run) or --resume DIR (continue a run)"),
     };
 
-    if args.devices.is_empty() {
-        let name = args
-            .device
-            .as_deref()
-            .unwrap_or(&trainer.config().train.device)
-            .to_string();
-        if let Some(shards) = device::cpu_shards(&name, args.cpu_shards)? {
-            trainer = trainer.with_shards(shards);
-        }
-    } else {
+    if let Some(shards) = shards {
+        trainer = trainer.with_shards(shards);
+    }
+    if !args.devices.is_empty() {
         let (devices, reduce) = device::parse_list(&args.devices)?;
         trainer = trainer.with_data_parallel(devices, reduce)?;
         eprintln!(
@@ -151,6 +152,14 @@ fn first_device(args: &TrainArgs, config: &RunConfig) -> Result<burn::tensor::De
         Some(_) => Ok(device::parse_list(&args.devices)?.0.remove(0)),
         None => device::parse(args.device.as_deref().unwrap_or(&config.train.device)),
     }
+}
+
+/// The batch shards of a run on one CPU device (none with `--devices`).
+fn cpu_shards(args: &TrainArgs, config: &RunConfig) -> Result<Option<ember_train::shards::Shards>> {
+    if !args.devices.is_empty() {
+        return Ok(None);
+    }
+    device::cpu_shards(args.device.as_deref().unwrap_or(&config.train.device), args.cpu_shards)
 }
 
 /// `runs/<config file name without extension>`.

@@ -456,3 +456,65 @@ fn half_precision_on_a_cpu_backend_without_it_is_refused_before_anything_is_writ
         assert!(!dir.join("h").exists());
     }
 }
+
+#[test]
+fn cpu_shards_train_the_same_model_and_bad_counts_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    let run = |out: &str, shards: &str| {
+        ok(
+            dir,
+            &[
+                "train",
+                "--config",
+                "nano.toml",
+                "--out",
+                out,
+                "--cpu-shards",
+                shards,
+                "--set",
+                "train.max_steps=15",
+                "--set",
+                "train.eval_interval=15",
+                "--set",
+                "train.checkpoint_interval=15",
+            ],
+        );
+        metrics(&dir.join(out))
+    };
+    // batch 8 in 3 shards: 3 + 3 + 2 sequences, weighted by their share.
+    let (whole, sharded) = (run("whole", "1"), run("sharded", "3"));
+    assert_eq!(whole.len(), sharded.len());
+    for (x, y) in whole.iter().zip(&sharded) {
+        for key in ["train_loss", "val_loss"] {
+            if let (Some(a), Some(b)) = (x[key].as_f64(), y[key].as_f64()) {
+                assert!((a - b).abs() < 1e-4, "step {} {key}: {a} vs {b}", x["step"]);
+            }
+        }
+    }
+    let line = fails(
+        dir,
+        &["train", "--config", "nano.toml", "--out", "zero", "--cpu-shards", "0"],
+    );
+    assert!(line.contains("--cpu-shards 0: give at least 1"), "{line}");
+    assert!(!dir.join("zero").join("config.toml").exists(), "nothing written");
+    let line = fails(
+        dir,
+        &[
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "nd",
+            "--device",
+            "ndarray",
+            "--cpu-shards",
+            "2",
+        ],
+    );
+    assert!(
+        line.contains("--cpu-shards applies to the CPU devices cpu and flex"),
+        "{line}"
+    );
+}
