@@ -47,7 +47,7 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     /// On a CPU device, split every batch into this many groups of sequences, each on its own
-    /// thread (default: one per thread; 1: off), as `ember train` does.
+    /// thread (default: as `ember train` chooses; 1: off).
     #[arg(long, value_name = "K")]
     cpu_shards: Option<usize>,
     /// Where to run: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (an `ember serve`).
@@ -93,7 +93,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         min_seconds: args.min_seconds,
         max_seconds: args.max_seconds,
     };
-    let shards = device::cpu_shards(&args.device, args.cpu_shards)?;
+    let sized = ember_model::GptConfig {
+        vocab_size: args.vocab,
+        ..m.clone()
+    };
+    let step_flops = ember_model::stats::training_flops_per_token(&sized) as f64 * (t.batch_size * m.block_size) as f64;
+    let shards = device::cpu_shards(&args.device, args.cpu_shards, step_flops)?;
     let b = bench::bench_training(m, t, args.vocab, budget, shards.as_ref(), &device)?;
     let peak = match args.peak_gflops {
         Some(p) => p,

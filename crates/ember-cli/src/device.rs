@@ -34,17 +34,26 @@ pub fn parse(name: &str) -> Result<Device> {
     }
 }
 
+/// By default a CPU device shards a batch only when every shard gets at least this many
+/// training FLOPs per micro-batch (about 1.3 ms at this project's machines' peak): below it,
+/// handing the shards to their threads each step costs more than it saves
+/// (`configs/nano.toml`, 51 MFLOP per step: 2 shards measured 20% slower than none).
+const MIN_SHARD_FLOPS: f64 = 2.5e8;
+
 /// Batch sharding on a CPU device (see `ember_train::shards`): `--cpu-shards K`, or by default
-/// one shard per thread of the CPU kernels' pool (`$RAYON_NUM_THREADS`, else one per core).
+/// one shard per thread of the CPU kernels' pool (`$RAYON_NUM_THREADS`, else one per core) when
+/// each shard's share of the `step_flops` (training FLOPs per micro-batch) is large enough.
 /// `None` for one shard and for devices that are not CPUs.
-pub fn cpu_shards(name: &str, requested: Option<usize>) -> Result<Option<Shards>> {
+pub fn cpu_shards(name: &str, requested: Option<usize>, step_flops: f64) -> Result<Option<Shards>> {
     let cpu = matches!(name, "cpu" | "flex");
     let threads = rayon::current_num_threads();
     let k = match (cpu, requested) {
         (false, Some(_)) => bail!("--cpu-shards applies to the CPU devices cpu and flex, not to {name}"),
         (false, None) => return Ok(None),
         (true, Some(0)) => bail!("--cpu-shards 0: give at least 1 (1 turns sharding off)"),
-        (true, requested) => requested.unwrap_or(threads),
+        (true, Some(k)) => k,
+        (true, None) if step_flops / threads as f64 >= MIN_SHARD_FLOPS => threads,
+        (true, None) => 1,
     };
     Ok(if k > 1 { Some(Shards::new(k, threads)?) } else { None })
 }

@@ -42,7 +42,8 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', conflicts_with = "device")]
     devices: Vec<String>,
     /// On a CPU device, split every batch into this many groups of sequences, each trained on
-    /// its own thread (default: one per thread, $RAYON_NUM_THREADS or the core count; 1: off).
+    /// its own thread (default: one per thread, $RAYON_NUM_THREADS or the core count, for
+    /// models large enough to gain from it; 1: off).
     #[arg(long, value_name = "K", conflicts_with = "devices")]
     cpu_shards: Option<usize>,
     /// Stop after this step with a checkpoint, as an interruption would; the learning-rate
@@ -159,7 +160,13 @@ fn cpu_shards(args: &TrainArgs, config: &RunConfig) -> Result<Option<ember_train
     if !args.devices.is_empty() {
         return Ok(None);
     }
-    device::cpu_shards(args.device.as_deref().unwrap_or(&config.train.device), args.cpu_shards)
+    let step_flops = ember_model::stats::training_flops_per_token(&config.model) as f64
+        * (config.train.batch_size * config.model.block_size) as f64;
+    device::cpu_shards(
+        args.device.as_deref().unwrap_or(&config.train.device),
+        args.cpu_shards,
+        step_flops,
+    )
 }
 
 /// `runs/<config file name without extension>`.

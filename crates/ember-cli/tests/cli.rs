@@ -122,10 +122,20 @@ fn train_eval_sample_end_to_end() {
 
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
+    resumed_equals_straight(&[]);
+}
+
+#[test]
+fn a_resumed_sharded_run_equals_an_uninterrupted_one_bit_for_bit() {
+    // batch 8 in 3 shards of 3, 3 and 2 sequences, each on its own thread
+    resumed_equals_straight(&["--cpu-shards", "3"]);
+}
+
+fn resumed_equals_straight(shards: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     nano_config(dir, "");
-    let common = [
+    let mut common = vec![
         "--set",
         "train.max_steps=40",
         "--set",
@@ -133,8 +143,9 @@ fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
         "--set",
         "train.eval_interval=10",
     ];
+    common.extend(shards);
     let mut straight = vec!["train", "--config", "nano.toml", "--out", "straight"];
-    straight.extend(common);
+    straight.extend(&common);
     ok(dir, &straight);
     let mut part = vec![
         "train",
@@ -145,7 +156,7 @@ fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
         "--until-step",
         "20",
     ];
-    part.extend(common);
+    part.extend(&common);
     let o = ok(dir, &part);
     assert!(
         stderr(&o).contains("resume with: ember train --resume resumed"),
@@ -153,7 +164,9 @@ fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
         stderr(&o)
     );
     assert_eq!(metrics(&dir.join("resumed")).len(), 20);
-    ok(dir, &["train", "--resume", "resumed"]);
+    let mut resume = vec!["train", "--resume", "resumed"];
+    resume.extend(shards);
+    ok(dir, &resume);
 
     let (a, b) = (metrics(&dir.join("straight")), metrics(&dir.join("resumed")));
     assert_eq!(a.len(), 40);
