@@ -29,16 +29,7 @@ pub fn shard(batch: &Batch, k: usize) -> Vec<Batch> {
         "a batch of {} cannot be split {k} ways",
         batch.batch
     );
-    let rows = batch.batch / k;
-    let width = rows * batch.block;
-    (0..k)
-        .map(|i| Batch {
-            batch: rows,
-            block: batch.block,
-            inputs: batch.inputs[i * width..(i + 1) * width].to_vec(),
-            targets: batch.targets[i * width..(i + 1) * width].to_vec(),
-        })
-        .collect()
+    crate::shards::split_rows(batch, k)
 }
 
 /// How replicas average their gradients.

@@ -58,16 +58,16 @@ pub fn optimizer_step(
     let mut grads = GradBuffer::new();
     let mut losses = Vec::with_capacity(n);
     let divisor = n as f64;
+    let shards = settings
+        .shards
+        .filter(|s| s.len() > 1 && settings.dropout_seeds.is_empty());
     for (micro, batch) in micro_batches.iter().enumerate() {
-        let (g, loss) = match (settings.shards, settings.dropout_seeds.get(micro)) {
-            (_, Some(&seed)) => {
-                device.seed(seed);
-                micro_batch_gradients(&model, batch, divisor, settings.precision, scale, device)
-            }
-            (Some(shards), None) if shards.len() > 1 => {
-                shards.gradients(&model, batch, divisor, settings.precision, scale, device)
-            }
-            _ => micro_batch_gradients(&model, batch, divisor, settings.precision, scale, device),
+        if let Some(&seed) = settings.dropout_seeds.get(micro) {
+            device.seed(seed);
+        }
+        let (g, loss) = match shards {
+            Some(shards) => shards.gradients(&model, batch, divisor, settings.precision, scale, device),
+            None => micro_batch_gradients(&model, batch, divisor, settings.precision, scale, device),
         };
         grads.add(g);
         losses.push(loss);

@@ -42,12 +42,7 @@ impl GradBuffer {
                 };
                 let n = grad.shape().num_elements();
                 let grad = grad.reshape([n]);
-                let name = self.path.join(".");
-                let summed = match self.into.remove(&name) {
-                    Some(previous) => previous + grad,
-                    None => grad,
-                };
-                self.into.insert(name, summed);
+                add_one(self.into, self.path.join("."), grad);
             }
         }
         module.visit(&mut Collect {
@@ -60,11 +55,7 @@ impl GradBuffer {
     /// Adds another buffer's gradients.
     pub fn add(&mut self, other: GradBuffer) {
         for (name, g) in other.grads {
-            let summed = match self.grads.remove(&name) {
-                Some(previous) => previous + g,
-                None => g,
-            };
-            self.grads.insert(name, summed);
+            add_one(&mut self.grads, name, g);
         }
     }
 
@@ -112,6 +103,15 @@ impl GradBuffer {
             1.0
         }
     }
+}
+
+/// `grads[name] += grad` (or `= grad` when absent).
+fn add_one(grads: &mut BTreeMap<String, Tensor<1>>, name: String, grad: Tensor<1>) {
+    let summed = match grads.remove(&name) {
+        Some(previous) => previous + grad,
+        None => grad,
+    };
+    grads.insert(name, summed);
 }
 
 #[cfg(test)]
