@@ -470,7 +470,7 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         grad: AdTensor<B, C>,
         m: AdTensor<B, C>,
         v: AdTensor<B, C>,
-        constants: [f32; 7],
+        constants: [f32; 8],
     ) -> (AdTensor<B, C>, AdTensor<B, C>, AdTensor<B, C>) {
         // The optimiser works outside the graph: the results are constants.
         let (t, m, v) = B::ember_adamw(
@@ -481,6 +481,11 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
             constants,
         );
         (constant::<B, C>(t), constant::<B, C>(m), constant::<B, C>(v))
+    }
+
+    fn ember_sum_squares(x: AdTensor<B, C>) -> AdTensor<B, C> {
+        // Used on gradients, outside the graph.
+        constant::<B, C>(B::ember_sum_squares(x.into_primitive()))
     }
 }
 

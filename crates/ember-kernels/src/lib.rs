@@ -120,15 +120,16 @@ pub fn cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
     run(|| <Dispatch as KernelOps>::ember_cross_entropy(logits.into_dispatch(), targets.into_dispatch()))
 }
 
-/// One AdamW update of a flattened parameter `θ` with gradient `g` and moments `m`, `v`
-/// (outside any autodiff graph): returns the new `(θ, m, v)`. `constants` are
-/// `[lr, β₁, β₂, ε, 1 − lr·λ, 1 − β₁ᵗ, √(1 − β₂ᵗ)]`. Call only when [`fused`] holds.
+/// One AdamW update of a flattened parameter `θ` with gradient `c·g` and moments `m`, `v`
+/// (outside any autodiff graph): returns the new `(θ, m, v)`, the moments updated in place
+/// when nothing else holds them. `constants` are `[lr, β₁, β₂, ε, 1 − lr·λ, 1 − β₁ᵗ,
+/// √(1 − β₂ᵗ), c]`. Call only when [`fused`] holds.
 pub fn adamw(
     theta: Tensor<1>,
     grad: Tensor<1>,
     m: Tensor<1>,
     v: Tensor<1>,
-    constants: [f32; 7],
+    constants: [f32; 8],
 ) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let (t, m, v) = <Dispatch as KernelOps>::ember_adamw(
         theta.into_dispatch(),
@@ -142,6 +143,18 @@ pub fn adamw(
         Tensor::from_dispatch(m),
         Tensor::from_dispatch(v),
     )
+}
+
+/// `Σ x²` over every element of `x` (summed in f64, returned as f32), outside any autodiff
+/// graph; `x.square().sum()` where [`fused`] does not hold.
+///
+/// # Shapes
+/// - x: any → `[1]`
+pub fn sum_squares<const D: usize>(x: Tensor<D>) -> Tensor<1> {
+    if !route::is_flex(&x) {
+        return x.square().sum();
+    }
+    run(|| <Dispatch as KernelOps>::ember_sum_squares(x.into_dispatch()))
 }
 
 /// `x · w + b`, the bias added to every row. Call only when [`fused`] holds.

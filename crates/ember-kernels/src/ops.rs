@@ -134,12 +134,15 @@ pub trait KernelOps: Backend {
     ) -> FloatTensor<Self>;
 
     /// One AdamW update of a flattened parameter: returns `(θ, m, v)`. `constants` are
-    /// `[lr, β₁, β₂, ε, 1 − lr·λ, 1 − β₁ᵗ, √(1 − β₂ᵗ)]`.
+    /// `[lr, β₁, β₂, ε, 1 − lr·λ, 1 − β₁ᵗ, √(1 − β₂ᵗ), c]`, the gradient used as `c·grad`.
     fn ember_adamw(
         theta: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         m: FloatTensor<Self>,
         v: FloatTensor<Self>,
-        constants: [f32; 7],
+        constants: [f32; 8],
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
+    /// `Σ x²` over every element, `[1]`.
+    fn ember_sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }

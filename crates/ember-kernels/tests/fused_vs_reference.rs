@@ -207,14 +207,26 @@ fn cross_entropy_matches_log_softmax_and_gather() {
 }
 
 #[test]
-fn adamw_update_matches_the_formula() {
+fn adamw_update_matches_the_formula_in_place_or_not() {
     let n = 100_003; // not a multiple of any vector width or chunk
     let r = |s: f32| random([n], (s * 1000.0) as u64).inner().mul_scalar(s);
     let (theta, g, m, v) = (r(1.0), r(0.1), r(0.01), r(0.001).abs());
-    let (lr, b1, b2, eps, wd, t) = (3e-3f64, 0.9f64, 0.95f64, 1e-8f64, 0.1f64, 7);
+    let (m_before, v_before) = (values(&m), values(&v));
+    let (lr, b1, b2, eps, wd, t, clip) = (3e-3f64, 0.9f64, 0.95f64, 1e-8f64, 0.1f64, 7, 0.25f64);
     let (bias1, bias2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
-    let c = [lr, b1, b2, eps, 1.0 - lr * wd, bias1, bias2.sqrt()].map(|x| x as f32);
+    let c = [lr, b1, b2, eps, 1.0 - lr * wd, bias1, bias2.sqrt(), clip].map(|x| x as f32);
+    // Shared moments (clones held here): the kernel must copy them, not write through.
     let (t2, m2, v2) = ember_kernels::adamw(theta.clone(), g.clone(), m.clone(), v.clone(), c);
+    assert_eq!(values(&m), m_before, "a shared first moment was written through");
+    assert_eq!(values(&v), v_before, "a shared second moment was written through");
+    // Moments held by nobody else: updated in place, with the same result.
+    let fresh = |x: &Tensor<1>| Tensor::<1>::from_data(x.to_data(), &x.device());
+    let (t3, m3, v3) = ember_kernels::adamw(theta.clone(), g.clone(), fresh(&m), fresh(&v), c);
+    assert_eq!(values(&t3), values(&t2));
+    assert_eq!(values(&m3), values(&m2));
+    assert_eq!(values(&v3), values(&v2));
+
+    let g = g.mul_scalar(clip);
     let m_ref = m.mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
     let v_ref = v.mul_scalar(b2) + g.square().mul_scalar(1.0 - b2);
     let denom = v_ref.clone().sqrt().div_scalar(bias2.sqrt()).add_scalar(eps);
@@ -222,6 +234,25 @@ fn adamw_update_matches_the_formula() {
     assert_close("m", &values(&m2), &values(&m_ref), 1e-6);
     assert_close("v", &values(&v2), &values(&v_ref), 1e-6);
     assert_close("θ", &values(&t2), &values(&t_ref), 1e-6);
+}
+
+#[test]
+fn sum_of_squares_matches_an_f64_sum() {
+    for n in [1, 7, 64, 1000, 100_003] {
+        let x = random([n], n as u64).inner();
+        let expected: f64 = values(&x).iter().map(|&v| v as f64 * v as f64).sum();
+        let got = ember_kernels::sum_squares(x.clone()).into_scalar::<f32>() as f64;
+        assert!(
+            (got - expected).abs() <= 1e-6 * expected,
+            "n = {n}: {got} vs {expected}"
+        );
+        // The reference composition, for the other devices, agrees.
+        let plain = x.square().sum().into_scalar::<f32>() as f64;
+        assert!(
+            (plain - expected).abs() <= 1e-4 * expected,
+            "n = {n}: reference {plain}"
+        );
+    }
 }
 
 /// `[q, k]` bias: query `i` (at absolute position `past + i`) sees keys `past + i − window < j

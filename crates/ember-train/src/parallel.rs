@@ -19,7 +19,7 @@ use ember_model::{Gpt, cross_entropy};
 
 use crate::error::TrainError;
 use crate::eval::batch_tensors;
-use crate::optim::{AdamW, GradBuffer};
+use crate::optim::{AdamW, GradBuffer, clip_factor};
 
 /// Splits a batch into `k` shards of consecutive sequences: disjoint, and together the whole
 /// batch. `batch.batch` must be divisible by `k`.
@@ -215,10 +215,7 @@ fn apply(model: &mut Gpt, optim: &mut AdamW, grads: &mut GradBuffer, lr: f64, gr
     if !norm.is_finite() {
         return norm;
     }
-    if grad_clip > 0.0 {
-        grads.clip_to_norm(norm, grad_clip);
-    }
-    *model = optim.step(model.clone(), grads, lr);
+    *model = optim.step(model.clone(), grads, lr, clip_factor(norm, grad_clip));
     norm
 }
 

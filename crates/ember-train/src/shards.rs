@@ -83,25 +83,14 @@ impl Shards {
     ) -> (GradBuffer, Tensor<1>) {
         let parts = split_rows(batch, self.pools.len());
         let rows = batch.batch as f64;
-        let results: Vec<(GradBuffer, Tensor<1>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = parts
-                .iter()
-                .zip(&self.pools)
-                .map(|(part, pool)| {
-                    let shard_divisor = divisor * rows / part.batch as f64;
-                    scope.spawn(move || {
-                        pool.install(|| {
-                            let replica = model.clone().fork(device);
-                            micro_batch_gradients(&replica, part, shard_divisor, precision, loss_scale, device)
-                        })
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                .collect()
+        let jobs = parts.iter().map(|part| {
+            let shard_divisor = divisor * rows / part.batch as f64;
+            move || {
+                let replica = model.clone().fork(device);
+                micro_batch_gradients(&replica, part, shard_divisor, precision, loss_scale, device)
+            }
         });
+        let results = run_in_pools(&self.pools, jobs);
         let mut grads = GradBuffer::new();
         let mut losses = Vec::with_capacity(results.len());
         for (g, loss) in results {
@@ -110,6 +99,37 @@ impl Shards {
         }
         (grads, Tensor::cat(losses, 0).sum())
     }
+}
+
+/// Runs the i-th job on the i-th pool, all at once, and returns their results in order. The
+/// calling thread only hands the jobs out and waits (no thread is started).
+fn run_in_pools<R: Send, J: FnOnce() -> R + Send>(
+    pools: &[rayon::ThreadPool],
+    jobs: impl Iterator<Item = J>,
+) -> Vec<R> {
+    let mut slots: Vec<Option<R>> = Vec::new();
+    let jobs: Vec<J> = jobs.collect();
+    slots.resize_with(jobs.len(), || None);
+    spawn_each(pools, jobs.into_iter(), &mut slots);
+    slots.into_iter().map(|r| r.expect("every job ran")).collect()
+}
+
+/// Queues the first job on the first pool, recurses for the rest, then waits for its own
+/// (a pool's `in_place_scope` returns once its spawned work is done; a panic is re-raised).
+fn spawn_each<R: Send, J: FnOnce() -> R + Send>(
+    pools: &[rayon::ThreadPool],
+    mut jobs: impl Iterator<Item = J>,
+    slots: &mut [Option<R>],
+) {
+    let (Some((pool, pools)), Some((slot, slots)), Some(job)) =
+        (pools.split_first(), slots.split_first_mut(), jobs.next())
+    else {
+        return;
+    };
+    pool.in_place_scope(|scope| {
+        scope.spawn(move |_| *slot = Some(job()));
+        spawn_each(pools, jobs, slots);
+    });
 }
 
 /// Splits a batch into at most `k` groups of consecutive sequences whose sizes differ by at

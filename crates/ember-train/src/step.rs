@@ -9,7 +9,7 @@ use ember_model::{Gpt, Precision, cross_entropy};
 use crate::error::TrainError;
 use crate::eval::batch_tensors;
 use crate::optim::loss_scale::{LossScale, MIN_SCALE};
-use crate::optim::{AdamW, GradBuffer};
+use crate::optim::{AdamW, GradBuffer, clip_factor};
 use crate::shards::Shards;
 
 /// The settings of one step.
@@ -107,11 +107,9 @@ pub fn optimizer_step(
             value: grad_norm,
         });
     }
-    if settings.grad_clip > 0.0 {
-        grads.clip_to_norm(grad_norm, settings.grad_clip);
-    }
+    let factor = clip_factor(grad_norm, settings.grad_clip);
     Ok((
-        optim.step(model, &grads, settings.lr),
+        optim.step(model, &grads, settings.lr, factor),
         StepStats {
             loss,
             grad_norm,

@@ -1,9 +1,15 @@
-//! One AdamW update of one parameter in a single pass (PyTorch's formulation):
+//! One AdamW update of one parameter in a single pass (PyTorch's formulation), the gradient
+//! first multiplied by a factor `c` (gradient clipping folded in):
 //!
 //! ```text
+//! g ← c·g
 //! θ ← θ·(1 − lr·λ);  m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²
 //! θ ← θ − (lr/(1−β₁ᵗ)) · m / (√v/√(1−β₂ᵗ) + ε)
 //! ```
+//!
+//! The moments are updated in place when nothing else holds them (the optimiser owns them, so
+//! in training they always are); θ is written to a fresh buffer, since the model's parameter
+//! still holds the old one.
 
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
@@ -25,53 +31,93 @@ pub struct AdamWStep {
     pub bias1: f32,
     /// `√(1 − β₂ᵗ)`.
     pub sqrt_bias2: f32,
+    /// Multiplies the gradient before use (the clipping factor; 1 for none).
+    pub grad_factor: f32,
 }
 
 /// Returns the updated `(θ, m, v)`.
 pub fn step(
     theta: FlexTensor,
     grad: FlexTensor,
-    m: FlexTensor,
-    v: FlexTensor,
+    mut m: FlexTensor,
+    mut v: FlexTensor,
     s: AdamWStep,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
     let shape = theta.layout().shape().clone();
-    let (t, g, m, v) = (
-        contiguous_values(&theta),
-        contiguous_values(&grad),
-        contiguous_values(&m),
-        contiguous_values(&v),
-    );
+    let (t, g) = (contiguous_values(&theta), contiguous_values(&grad));
     let n = t.len();
-    let (mut t2, mut m2, mut v2) = (uninit(n), uninit(n), uninit(n));
-    if n <= CHUNK {
-        update(&mut t2, &mut m2, &mut v2, &t, &g, &m, &v, s); // too little work to share
-        let flat = burn_std::Shape::from(vec![n]);
-        return (from_vec(t2, shape), from_vec(m2, flat.clone()), from_vec(v2, flat));
-    }
-    t2.par_chunks_mut(CHUNK)
-        .zip(m2.par_chunks_mut(CHUNK))
-        .zip(v2.par_chunks_mut(CHUNK))
-        .zip(t.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-        .zip(m.par_chunks(CHUNK).zip(v.par_chunks(CHUNK)))
-        .for_each(|((((t2, m2), v2), (t, g)), (m, v))| update(t2, m2, v2, t, g, m, v, s));
+    let mut t2 = uninit(n);
     let flat = burn_std::Shape::from(vec![n]);
-    (from_vec(t2, shape), from_vec(m2, flat.clone()), from_vec(v2, flat))
+    // The moments in place when they are ours alone and contiguous, else copies.
+    let owned = |x: &FlexTensor| x.is_contiguous() && x.layout().start_offset() == 0 && x.is_unique();
+    if !owned(&m) {
+        m = from_vec(contiguous_values(&m).into_owned(), flat.clone());
+    }
+    if !owned(&v) {
+        v = from_vec(contiguous_values(&v).into_owned(), flat.clone());
+    }
+    {
+        let m2 = m.try_storage_mut::<f32>().expect("unique moment");
+        let v2 = v.try_storage_mut::<f32>().expect("unique moment");
+        if n <= CHUNK {
+            update(&mut t2, m2, v2, &t, &g, s); // too little work to share
+        } else {
+            t2.par_chunks_mut(CHUNK)
+                .zip(m2.par_chunks_mut(CHUNK))
+                .zip(v2.par_chunks_mut(CHUNK))
+                .zip(t.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+                .for_each(|(((t2, m2), v2), (t, g))| update(t2, m2, v2, t, g, s));
+        }
+    }
+    (from_vec(t2, shape), m, v)
 }
 
 vectorized! {
-    #[allow(clippy::too_many_arguments)]
-    fn update(t2: &mut [f32], m2: &mut [f32], v2: &mut [f32], t: &[f32], g: &[f32], m: &[f32], v: &[f32], s: AdamWStep) {
+    fn update(t2: &mut [f32], m: &mut [f32], v: &mut [f32], t: &[f32], g: &[f32], s: AdamWStep) {
         let step = s.lr / s.bias1;
         // Every slice exactly n long, so that the loop needs no bounds checks and vectorises.
         let n = t.len();
-        let (t2, m2, v2, g, m, v) = (&mut t2[..n], &mut m2[..n], &mut v2[..n], &g[..n], &m[..n], &v[..n]);
+        let (t2, m, v, g) = (&mut t2[..n], &mut m[..n], &mut v[..n], &g[..n]);
         for i in 0..n {
-            let mi = s.beta1 * m[i] + (1.0 - s.beta1) * g[i];
-            let vi = s.beta2 * v[i] + (1.0 - s.beta2) * g[i] * g[i];
-            m2[i] = mi;
-            v2[i] = vi;
+            let gi = g[i] * s.grad_factor;
+            let mi = s.beta1 * m[i] + (1.0 - s.beta1) * gi;
+            let vi = s.beta2 * v[i] + (1.0 - s.beta2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
             t2[i] = t[i] * s.decay - step * mi / (vi.sqrt() / s.sqrt_bias2 + s.eps);
         }
     }
+}
+
+/// `Σ x²` over all of `x`, accumulated in f64 per chunk, returned as a `[1]` f32 tensor.
+pub fn sum_squares(x: FlexTensor) -> FlexTensor {
+    let values = contiguous_values(&x);
+    let total: f64 = if values.len() <= CHUNK {
+        squares(&values)
+    } else {
+        values.par_chunks(CHUNK).map(squares).sum()
+    };
+    from_vec(vec![total as f32], burn_std::Shape::from(vec![1]))
+}
+
+/// `Σ x²` of one chunk: eight f32 partial sums per 64 values (vectorised), summed in f64.
+fn squares(x: &[f32]) -> f64 {
+    let mut total = 0.0f64;
+    for block in x.chunks(64) {
+        total += block_squares(block) as f64;
+    }
+    total
+}
+
+#[inline]
+fn block_squares(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut it = x.chunks_exact(8);
+    for c in &mut it {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l += v * v;
+        }
+    }
+    let rest: f32 = it.remainder().iter().map(|v| v * v).sum();
+    lanes.iter().sum::<f32>() + rest
 }

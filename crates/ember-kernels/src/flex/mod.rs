@@ -3,25 +3,28 @@
 /// Defines `$name(args)`, which runs `$body` compiled for AVX2 + FMA when the CPU has them
 /// (checked once, at run time) and for the baseline instruction set otherwise. The body is
 /// plain scalar Rust that LLVM vectorises; AVX2 doubles the vector width over the x86-64
-/// baseline's SSE2.
+/// baseline's SSE2. Inside the body the constant `FMA` says which of the two is being
+/// compiled, for the math functions that take it ([`math::madd`]): fused multiply-adds where
+/// the instruction exists, a multiply and an add where it would be a library call.
 macro_rules! vectorized {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            #[allow(unused)]
+            fn body<const FMA: bool>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) {
-                    body($($arg),*)
+                    body::<true>($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU supports the features `avx2` was compiled for.
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            body($($arg),*)
+            body::<false>($($arg),*)
         }
     };
 }
@@ -166,9 +169,9 @@ impl KernelOps for Flex {
         grad: FlexTensor,
         m: FlexTensor,
         v: FlexTensor,
-        c: [f32; 7],
+        c: [f32; 8],
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
-        let [lr, beta1, beta2, eps, decay, bias1, sqrt_bias2] = c;
+        let [lr, beta1, beta2, eps, decay, bias1, sqrt_bias2, grad_factor] = c;
         adamw::step(
             theta,
             grad,
@@ -182,8 +185,13 @@ impl KernelOps for Flex {
                 decay,
                 bias1,
                 sqrt_bias2,
+                grad_factor,
             },
         )
+    }
+
+    fn ember_sum_squares(x: FlexTensor) -> FlexTensor {
+        adamw::sum_squares(x)
     }
 }
 

@@ -76,7 +76,7 @@ vectorized! {
             // Masked entries (−∞) get exactly zero weight.
             // (exp first, then a select: a branch around exp would keep the loop scalar)
             let weight = |z: f32| {
-                let e = exp(z - max);
+                let e = exp::<FMA>(z - max);
                 if z == f32::NEG_INFINITY { 0.0 } else { e }
             };
             let mut lanes = [0.0f32; 8];

@@ -11,8 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleMapper, Param, ParamId, ParamMapper};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId, ParamMapper};
 use burn::tensor::Tensor;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::grads::GradBuffer;
@@ -97,16 +98,103 @@ impl AdamW {
     }
 
     /// Applies one update with learning rate `lr` to every parameter that has a gradient in
-    /// `grads`, and returns the updated module.
-    pub fn step<M: Module>(&mut self, module: M, grads: &GradBuffer, lr: f64) -> M {
+    /// `grads`, each gradient multiplied by `grad_factor` first (the clipping factor, 1 for
+    /// none), and returns the updated module.
+    ///
+    /// Where the fused kernels serve the parameters (flex, f32), the updates are computed first,
+    /// in parallel across parameters and with the moments updated in place, and then put into
+    /// the module; elsewhere each parameter is updated in turn with plain tensor operations.
+    pub fn step<M: Module>(&mut self, module: M, grads: &GradBuffer, lr: f64, grad_factor: f64) -> M {
         self.steps += 1;
+        let ready = self.fused_updates(&module, grads, lr, grad_factor);
         let mut mapper = Update {
             path: Vec::new(),
             optim: self,
             grads,
             lr,
+            grad_factor,
+            ready,
         };
         module.map(&mut mapper)
+    }
+
+    /// The new values of the parameters the fused kernel serves, by name, flattened; their
+    /// moments are updated.
+    fn fused_updates<M: Module>(
+        &mut self,
+        module: &M,
+        grads: &GradBuffer,
+        lr: f64,
+        grad_factor: f64,
+    ) -> BTreeMap<String, Tensor<1>> {
+        struct Collect<'a> {
+            path: Vec<String>,
+            grads: &'a GradBuffer,
+            found: Vec<(String, bool, Tensor<1>)>,
+        }
+        impl ModuleVisitor for Collect<'_> {
+            fn enter_module(&mut self, name: &str, _: &str) {
+                self.path.push(name.to_string());
+            }
+            fn exit_module(&mut self, _: &str, _: &str) {
+                self.path.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                let name = self.path.join(".");
+                let theta = param.val().inner();
+                if self.grads.get(&name).is_some() && ember_kernels::fused(&theta) {
+                    let n = theta.shape().num_elements();
+                    self.found.push((name, D >= 2, theta.reshape([n])));
+                }
+            }
+        }
+        let mut collect = Collect {
+            path: Vec::new(),
+            grads,
+            found: Vec::new(),
+        };
+        module.visit(&mut collect);
+
+        let c = self.config;
+        let t = self.steps as i32;
+        let jobs: Vec<_> = collect
+            .found
+            .into_iter()
+            .map(|(name, decayed, theta)| {
+                let moments = self.moments.remove(&name);
+                (name, decayed, theta, moments)
+            })
+            .collect();
+        let updated: Vec<(String, Tensor<1>, Moments)> = jobs
+            .into_par_iter()
+            .map(|(name, decayed, theta, moments)| {
+                let decay = if decayed { 1.0 - lr * c.weight_decay } else { 1.0 };
+                let Moments { m, v } = moments.unwrap_or_else(|| Moments {
+                    m: theta.zeros_like(),
+                    v: theta.zeros_like(),
+                });
+                let constants = [
+                    lr as f32,
+                    c.beta1 as f32,
+                    c.beta2 as f32,
+                    c.eps as f32,
+                    decay as f32,
+                    (1.0 - c.beta1.powi(t)) as f32,
+                    (1.0 - c.beta2.powi(t)).sqrt() as f32,
+                    grad_factor as f32,
+                ];
+                let grad = grads.get(&name).expect("collected with a gradient").clone();
+                let (theta, m, v) = ember_kernels::adamw(theta, grad, m, v, constants);
+                (name, theta, Moments { m, v })
+            })
+            .collect();
+        updated
+            .into_iter()
+            .map(|(name, theta, moments)| {
+                self.moments.insert(name.clone(), moments);
+                (name, theta)
+            })
+            .collect()
     }
 }
 
@@ -115,6 +203,9 @@ struct Update<'a> {
     optim: &'a mut AdamW,
     grads: &'a GradBuffer,
     lr: f64,
+    grad_factor: f64,
+    /// Values computed by the fused kernel, flattened, by name.
+    ready: BTreeMap<String, Tensor<1>>,
 }
 
 impl ModuleMapper for Update<'_> {
@@ -131,39 +222,27 @@ impl ModuleMapper for Update<'_> {
         let Some(grad) = self.grads.get(&name) else {
             return param;
         };
-        let c = self.optim.config;
-        let t = self.optim.steps as i32;
         let (id, value, mapper) = param.consume();
         let (tracked, require_grad) = (value.is_autodiff(), value.is_require_grad());
         let shape = value.dims();
-        let theta = value.inner().reshape([shape.iter().product::<usize>()]); // [numel]
-
-        if ember_kernels::fused(&theta) {
-            // The same update in one pass over θ, g, m and v.
-            let decay = if D >= 2 { 1.0 - self.lr * c.weight_decay } else { 1.0 };
-            let (m, v) = match self.optim.moments.remove(&name) {
-                Some(Moments { m, v }) => (m, v),
-                None => (theta.zeros_like(), theta.zeros_like()),
-            };
-            let constants = [
-                self.lr as f32,
-                c.beta1 as f32,
-                c.beta2 as f32,
-                c.eps as f32,
-                decay as f32,
-                (1.0 - c.beta1.powi(t)) as f32,
-                (1.0 - c.beta2.powi(t)).sqrt() as f32,
-            ];
-            let (theta, m, v) = ember_kernels::adamw(theta, grad.clone(), m, v, constants);
-            self.optim.moments.insert(name, Moments { m, v });
+        if let Some(theta) = self.ready.remove(&name) {
             return restore(theta.reshape(shape), id, mapper, tracked, require_grad);
         }
+
+        // The reference: the same update with plain tensor operations.
+        let c = self.optim.config;
+        let t = self.optim.steps as i32;
+        let theta = value.inner().reshape([shape.iter().product::<usize>()]); // [numel]
         let theta = if D >= 2 && c.weight_decay > 0.0 {
             theta.mul_scalar(1.0 - self.lr * c.weight_decay)
         } else {
             theta
         };
-        let g = grad.clone();
+        let g = if self.grad_factor != 1.0 {
+            grad.clone().mul_scalar(self.grad_factor)
+        } else {
+            grad.clone()
+        };
         let moments = match self.optim.moments.remove(&name) {
             Some(Moments { m, v }) => Moments {
                 m: m.mul_scalar(c.beta1) + g.clone().mul_scalar(1.0 - c.beta1),
@@ -232,7 +311,7 @@ mod tests {
         let loss = model.bias.val().mul_scalar(2.0).sum() + model.weight.val().mul_scalar(2.0).sum();
         let mut grads = GradBuffer::new();
         grads.accumulate(&model, &mut loss.backward());
-        let model = opt.step(model, &grads, 0.1);
+        let model = opt.step(model, &grads, 0.1, 1.0);
         // Step 1: m̂ = 2, v̂ = 4, so the Adam step is lr·2/(2 + 1e-8) ≈ 0.1.
         // bias:   1 − 0.1 = 0.9 (no decay on 1-D parameters)
         // weight: 1·(1 − 0.1·0.1) − 0.1 = 0.89
@@ -247,7 +326,7 @@ mod tests {
         let mut grads = GradBuffer::new();
         grads.accumulate(&model, &mut loss.backward());
         let before = values(&model.bias)[0] as f64;
-        let model = opt.step(model, &grads, 0.1);
+        let model = opt.step(model, &grads, 0.1, 1.0);
         let step = (0.1 / 0.19) * 0.18 / ((0.19f64).sqrt() / (0.0975f64).sqrt() + 1e-8);
         assert!((values(&model.bias)[0] as f64 - (before - step)).abs() < 1e-6);
     }

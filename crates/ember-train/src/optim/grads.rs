@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Gradients, Tensor};
+use rayon::prelude::*;
 
 /// Flattened gradients (`[numel]` each, on the backend without autodiff), by parameter name.
 #[derive(Debug, Default)]
@@ -52,11 +53,23 @@ impl GradBuffer {
         });
     }
 
-    /// Adds another buffer's gradients.
+    /// Adds another buffer's gradients (in place where the buffer's tensors allow it; on the
+    /// CPU, in parallel across parameters).
     pub fn add(&mut self, other: GradBuffer) {
-        for (name, g) in other.grads {
-            add_one(&mut self.grads, name, g);
-        }
+        let parallel = self.on_cpu_kernels();
+        let pairs: Vec<_> = other
+            .grads
+            .into_iter()
+            .map(|(name, g)| {
+                let previous = self.grads.remove(&name);
+                (name, previous, g)
+            })
+            .collect();
+        let summed = map_params(pairs, parallel, |(name, previous, g)| match previous {
+            Some(previous) => (name, previous + g),
+            None => (name, g),
+        });
+        self.grads.extend(summed);
     }
 
     /// A buffer holding the given flattened gradients.
@@ -76,7 +89,8 @@ impl GradBuffer {
 
     /// `√(Σ g²)` over every element of every gradient. Reads one number back from the device.
     pub fn global_norm(&self) -> f64 {
-        let squares: Vec<Tensor<1>> = self.grads.values().map(|g| g.clone().square().sum()).collect();
+        let all: Vec<Tensor<1>> = self.grads.values().cloned().collect();
+        let squares = map_params(all, self.on_cpu_kernels(), ember_kernels::sum_squares);
         if squares.is_empty() {
             return 0.0;
         }
@@ -91,17 +105,29 @@ impl GradBuffer {
         }
     }
 
-    /// Clips to a global norm of at most `max_norm` (PyTorch's `clip_grad_norm_`: the factor
-    /// is `max_norm / (norm + 1e-6)` when below one). `norm` is [`global_norm`](Self::global_norm)'s
-    /// result. Returns the factor applied.
-    pub fn clip_to_norm(&mut self, norm: f64, max_norm: f64) -> f64 {
-        let factor = max_norm / (norm + 1e-6);
-        if factor < 1.0 {
-            self.scale(factor);
-            factor
-        } else {
-            1.0
-        }
+    /// Whether the gradients live where the fused CPU kernels serve them (flex, f32): there
+    /// the per-parameter work is spread over the CPU's threads.
+    fn on_cpu_kernels(&self) -> bool {
+        self.grads.values().next().is_some_and(ember_kernels::fused)
+    }
+}
+
+/// The factor that clips gradients of global norm `norm` to at most `max_norm` (PyTorch's
+/// `clip_grad_norm_`: `max_norm / (norm + 1e-6)` when below one, else 1). `max_norm` 0 or
+/// less: no clipping.
+pub fn clip_factor(norm: f64, max_norm: f64) -> f64 {
+    if max_norm <= 0.0 {
+        return 1.0;
+    }
+    (max_norm / (norm + 1e-6)).min(1.0)
+}
+
+/// `f` over every item, in parallel across the CPU's threads when `parallel`, in order.
+fn map_params<T: Send, R: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    if parallel {
+        items.into_par_iter().map(f).collect()
+    } else {
+        items.into_iter().map(f).collect()
     }
 }
 
@@ -147,9 +173,21 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         let norm = buf.global_norm(); // √(4 + 4 + 16 + 16) = √40
         assert!((norm - 40f64.sqrt()).abs() < 1e-6);
-        let f = buf.clip_to_norm(norm, 1.0);
+        let f = clip_factor(norm, 1.0);
         assert!((f - 1.0 / (40f64.sqrt() + 1e-6)).abs() < 1e-9);
+        buf.scale(f);
         assert!((buf.global_norm() - 1.0).abs() < 1e-5);
-        assert_eq!(buf.clip_to_norm(1.0, 5.0), 1.0);
+        assert_eq!(clip_factor(1.0, 5.0), 1.0);
+        assert_eq!(clip_factor(100.0, 0.0), 1.0, "0 turns clipping off");
+
+        // Adding a buffer sums per name and keeps names only one side has.
+        let mut other = GradBuffer::new();
+        let loss = m.a.val().sum().mul_scalar(3.0);
+        other.accumulate(&m, &mut loss.backward());
+        buf.add(other);
+        let a: Vec<f32> = buf.get("a").unwrap().to_data().try_to_vec::<f32>().unwrap();
+        let expected = 2.0 * f as f32 + 3.0;
+        assert!(a.iter().all(|v| (v - expected).abs() < 1e-6), "{a:?}");
+        assert_eq!(buf.names().count(), 2);
     }
 }

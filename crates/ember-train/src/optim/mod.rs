@@ -13,5 +13,5 @@ pub mod loss_scale;
 pub mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};
-pub use grads::GradBuffer;
+pub use grads::{GradBuffer, clip_factor};
 pub use schedule::LrSchedule;
