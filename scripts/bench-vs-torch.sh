@@ -63,10 +63,17 @@ out = sys.argv[1]
 print()
 print("| preset | ember tok/s | PyTorch tok/s | ratio | ember MFU | PyTorch MFU | ember peak RSS | PyTorch peak RSS |")
 print("|---|---|---|---|---|---|---|---|")
+rounds = []
 for name in ("cpu-baby", "shakespeare-char"):
     e = [json.loads(l) for l in open(os.path.join(out, name + ".ember"))]
     t = [json.loads(l) for l in open(os.path.join(out, name + ".torch"))]
     med = lambda rows, k: statistics.median(r[k] for r in rows)
     et, tt = med(e, "tokens_per_s"), med(t, "tokens_per_s")
     print(f"| {name} | {et:,.0f} | {tt:,.0f} | {et/tt:.2f}× | {100*med(e,'mfu'):.0f}% | {100*med(t,'mfu'):.0f}% | {med(e,'peak_rss_mb'):.0f} MiB | {med(t,'peak_rss_mb'):.0f} MiB |")
+    rounds.append((name, [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(e, t)]))
+print()
+# Each round runs the two programs back to back, so its ratio is little affected by the slow
+# drifts of a shared machine's speed, which move both medians above.
+for name, ratios in rounds:
+    print(f"{name}: ratio round by round " + ", ".join(f"{r:.2f}" for r in ratios) + f" (median {statistics.median(ratios):.2f})")
 PY

@@ -21,7 +21,8 @@ trap '[ "${status:-1}" = 0 ] && rm -rf "$work" || echo "kill-test: runs kept in 
 
 scripts/get-data.sh >/dev/null
 cargo build --release --locked -p ember-cli 2>&1 | tail -1
-ember="$PWD/${CARGO_TARGET_DIR:-target}/release/ember"
+ember="${CARGO_TARGET_DIR:-target}/release/ember"
+[[ "$ember" = /* ]] || ember="$PWD/$ember" # absolute: the runs work in their own directory
 set_args=(--set "train.max_steps=$steps" --set train.checkpoint_interval=25 --set train.eval_interval=50 --set train.log_interval=1)
 
 echo "kill-test: uninterrupted run of $steps steps"
