@@ -254,7 +254,7 @@ pub(super) unsafe fn head_forward(
 
 /// The backward pass of one head from its probabilities `p` (`[q, tk]`) and `∂O` (`g`):
 /// writes `∂Q` (every row) and adds `∂K`, `∂V` onto `dk`, `dv`, which the caller zeroes.
-/// `ds` is scratch space of ROWS × tk values.
+/// `blocks` and `extents` are the forward pass's; `ds` is scratch space of ROWS × tk values.
 ///
 /// # Safety
 /// As for [`head_forward`]; `dq`, `dk` and `dv` (row strides given) must be writable and
@@ -263,7 +263,7 @@ pub(super) unsafe fn head_forward(
 pub(super) unsafe fn head_backward(
     (q, k, v, g): (Mat, Mat, Mat, Mat),
     dims: Dims,
-    blocks: &[(usize, usize, usize)],
+    (blocks, extents): (&[(usize, usize, usize)], &[usize]),
     p: &[f32],
     ds: *mut f32,
     (dq, dq_rs): (*mut f32, usize),
@@ -303,7 +303,7 @@ pub(super) unsafe fn head_backward(
                 (v.cs, v.rs),
             );
             let ds_rows = std::slice::from_raw_parts_mut(ds, rows * n);
-            softmax_backward_rows(ds_rows, p, n, tk, scale);
+            softmax_backward_rows(ds_rows, p, n, tk, &extents[r0..r0 + rows], scale);
             // ∂Q = ∂S K  [rows, d]
             product(
                 (rows, d, n),
@@ -401,7 +401,8 @@ pub fn backward(
     let (batch, heads, tq, d) = (qs[0], qs[1], qs[2], qs[3]);
     let (tk, dv) = (k.layout().shape()[2], v.layout().shape()[3]);
     let bias = contiguous_values(&bias);
-    let blocks = blocks(&key_extents(&bias, tq, tk));
+    let extents = key_extents(&bias, tq, tk);
+    let blocks = blocks(&extents);
     let dims = Dims { d, dv, tk, scale };
     let probs = contiguous_values(&probs);
     assert_eq!(
@@ -435,7 +436,7 @@ pub fn backward(
                 head_backward(
                     (q.mat(pair), k.mat(pair), v.mat(pair), g.mat(pair)),
                     dims,
-                    &blocks,
+                    (&blocks, &extents),
                     p,
                     scratch.as_mut_ptr(),
                     (dq_ptr.at(b * tq * heads * d + h * d), heads * d),

@@ -128,7 +128,8 @@ pub fn self_backward(
         "probabilities [batch, heads, seq, seq]"
     );
     assert_eq!(g.len(), batch * t * dm, "gradient [batch, seq, d_model]");
-    let blocks = blocks(&key_extents(&bias, t, t));
+    let extents = key_extents(&bias, t, t);
+    let blocks = blocks(&extents);
     let dims = Dims { d, dv: d, tk: t, scale };
 
     // ∂V accumulates, so the buffer starts at zero; the ∂Q and ∂K columns are overwritten.
@@ -162,7 +163,7 @@ pub fn self_backward(
                 head_backward(
                     (q, k, v, gm),
                     dims,
-                    &blocks,
+                    (&blocks, &extents),
                     &probs[pair * t * t..][..t * t],
                     ds.as_mut_ptr(),
                     (dq_rot.as_mut_ptr(), d),

@@ -43,6 +43,9 @@ vectorized! {
     /// Softmax of `s · scale + bias` over the first `extents[r]` columns of each row `r` (row
     /// stride `stride`), in place; columns `extents[r]..n` (keys the mask hides from this row
     /// but not from its whole block) are set to 0, and with `zero_rest` so are `n..stride`.
+    /// The loops run to the extent rounded up to a multiple of 8 (within `n`): the columns past
+    /// the extent are masked (bias −∞, weight exactly 0), and whole 8-wide chunks keep short
+    /// causal rows in vector code instead of a scalar tail with its own exponentials.
     pub(super) fn softmax_rows(
         s: &mut [f32],
         bias: &[f32],
@@ -54,6 +57,7 @@ vectorized! {
     ) {
         for ((row, b), &m) in s.chunks_mut(stride).zip(bias.chunks(stride)).zip(extents) {
             let (row, rest) = row.split_at_mut(n);
+            let m = m.next_multiple_of(8).min(n);
             let (p, hidden) = row.split_at_mut(m);
             let b = &b[..m];
             // Eight lanes through fixed-size chunks, so that both loops run as vector code.
@@ -111,30 +115,43 @@ pub fn backward(probs: FlexTensor, grad: FlexTensor, scale: f32) -> FlexTensor {
     let k = shape[shape.num_dims() - 1];
     let (p, g) = (contiguous_values(&probs), contiguous_values(&grad));
     let mut ds = g.into_owned(); // ∂P becomes ∂S in place
+    let full = vec![k; ROWS];
     if p.len() <= k * ROWS {
-        softmax_backward_rows(&mut ds, &p, k, k, scale);
+        softmax_backward_rows(&mut ds, &p, k, k, &full, scale);
     } else {
         ds.par_chunks_mut(k * ROWS)
             .zip(p.par_chunks(k * ROWS))
-            .for_each(|(ds, p)| softmax_backward_rows(ds, p, k, k, scale));
+            .for_each(|(ds, p)| softmax_backward_rows(ds, p, k, k, &full, scale));
     }
     from_vec(ds, shape)
 }
 
 vectorized! {
     /// `∂S = scale · P ⊙ (∂P − Σ_row ∂P ⊙ P)` in place over `∂P` (row stride `n`), with `P`'s
-    /// rows `p_stride` apart.
-    pub(super) fn softmax_backward_rows(ds: &mut [f32], p: &[f32], n: usize, p_stride: usize, scale: f32) {
-        for (g, p) in ds.chunks_mut(n).zip(p.chunks(p_stride)) {
-            let (g, p) = (&mut g[..n], &p[..n]); // exact lengths: no bounds checks in the loops
+    /// rows `p_stride` apart. Row `r`'s probabilities are zero from column `extents[r]` on (the
+    /// keys its mask hides), so its `∂S` is too: computed up to the extent rounded up to a
+    /// multiple of 8 (within `n`), set to zero after.
+    pub(super) fn softmax_backward_rows(ds: &mut [f32], p: &[f32], n: usize, p_stride: usize, extents: &[usize], scale: f32) {
+        for ((g, p), &m) in ds.chunks_mut(n).zip(p.chunks(p_stride)).zip(extents) {
+            let m = m.next_multiple_of(8).min(n);
+            let (g, zero) = g[..n].split_at_mut(m);
+            let p = &p[..m]; // exact lengths: no bounds checks in the loops
             let mut lanes = [0.0f32; 8];
-            for i in 0..n {
-                lanes[i % 8] += p[i] * g[i];
+            let mut gc = g.chunks_exact(8);
+            let mut pc = p.chunks_exact(8);
+            for (g8, p8) in (&mut gc).zip(&mut pc) {
+                for j in 0..8 {
+                    lanes[j] += p8[j] * g8[j];
+                }
+            }
+            for (&gx, &px) in gc.remainder().iter().zip(pc.remainder()) {
+                lanes[0] += px * gx;
             }
             let dot: f32 = lanes.iter().sum();
-            for i in 0..n {
-                g[i] = scale * p[i] * (g[i] - dot);
+            for (gx, &px) in g.iter_mut().zip(p) {
+                *gx = scale * px * (*gx - dot);
             }
+            zero.fill(0.0);
         }
     }
 }
