@@ -5,7 +5,7 @@
 //!     for each of grad_accum micro-batches:
 //!         loss = cross_entropy(model(x), y) / grad_accum;  grads += ∂loss/∂θ
 //!     refuse the update if the loss or the gradient norm is not finite
-//!     clip grads to grad_clip (global norm);  θ = AdamW(θ, grads, lr(step))
+//!     clip factor from grad_clip (global norm);  θ = AdamW(θ, factor·grads, lr(step))
 //!     log; every eval_interval: estimate train/val loss; every checkpoint_interval: save
 //! ```
 //!

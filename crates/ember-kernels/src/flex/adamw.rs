@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The moments are updated in place when nothing else holds them (the optimiser owns them, so
-//! in training they always are); θ is written to a fresh buffer, since the model's parameter
+//! in training they almost always are; a copy of the optimiser shares them until one step); θ is written to a fresh buffer, since the model's parameter
 //! still holds the old one.
 
 use burn_flex::FlexTensor;
@@ -46,6 +46,7 @@ pub fn step(
     let shape = theta.layout().shape().clone();
     let (t, g) = (contiguous_values(&theta), contiguous_values(&grad));
     let n = t.len();
+    assert_eq!(g.len(), n, "the gradient must have one value per parameter value");
     let mut t2 = uninit(n);
     let flat = burn_std::Shape::from(vec![n]);
     // The moments in place when they are ours alone and contiguous, else copies.
@@ -59,6 +60,7 @@ pub fn step(
     {
         let m2 = m.try_storage_mut::<f32>().expect("unique moment");
         let v2 = v.try_storage_mut::<f32>().expect("unique moment");
+        assert!(m2.len() >= n && v2.len() >= n, "moments shorter than the parameter");
         if n <= CHUNK {
             update(&mut t2, m2, v2, &t, &g, s); // too little work to share
         } else {
@@ -95,7 +97,9 @@ pub fn sum_squares(x: FlexTensor) -> FlexTensor {
     let total: f64 = if values.len() <= CHUNK {
         squares(&values)
     } else {
-        values.par_chunks(CHUNK).map(squares).sum()
+        // Per-chunk totals added in order: the same sum whichever thread took which chunk.
+        let totals: Vec<f64> = values.par_chunks(CHUNK).map(squares).collect();
+        totals.iter().sum()
     };
     from_vec(vec![total as f32], burn_std::Shape::from(vec![1]))
 }

@@ -23,12 +23,14 @@ pub fn forward(logits: FlexTensor, targets: &[i64]) -> (FlexTensor, FlexTensor) 
     let n = z.len() / v;
     assert_eq!(targets.len(), n, "one target per row");
     let mut probs = uninit(z.len());
-    let nll: f64 = probs
+    // Per-chunk sums added in order: the same loss whichever thread took which chunk.
+    let sums: Vec<f64> = probs
         .par_chunks_mut(v * ROWS)
         .zip(z.par_chunks(v * ROWS))
         .zip(targets.par_chunks(ROWS))
         .map(|((p, z), t)| rows(p, z, t))
-        .sum();
+        .collect();
+    let nll: f64 = sums.iter().sum();
     let loss = from_vec(vec![(nll / n as f64) as f32], Shape::from(vec![1]));
     (loss, from_vec(probs, shape))
 }

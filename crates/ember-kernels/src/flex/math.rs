@@ -29,7 +29,7 @@ pub fn exp<const FMA: bool>(x: f32) -> f32 {
     let p = madd::<FMA>(p, r, 4.166_579_6e-2);
     let p = madd::<FMA>(p, r, 1.666_666_5e-1);
     let p = madd::<FMA>(p, r, 0.5); // Cephes: 5.0000001e-1, the same f32
-    let y = madd::<FMA>(p, r2, r + 1.0);
+    let y = madd::<FMA>(p, r2, r) + 1.0;
     // Multiply by 2ⁿ through the exponent bits. n comes from `shifted`'s bits, not `n as i32`:
     // Rust's saturating float-to-int cast is compiled lane by lane and kept this loop scalar.
     const MAGIC_BITS: u32 = 0x4B40_0000; // MAGIC.to_bits(): the bits of `shifted` when n = 0

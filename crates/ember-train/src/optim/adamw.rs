@@ -115,7 +115,9 @@ impl AdamW {
             grad_factor,
             ready,
         };
-        module.map(&mut mapper)
+        let module = module.map(&mut mapper);
+        debug_assert!(mapper.ready.is_empty(), "updates computed for parameters not found");
+        module
     }
 
     /// The new values of the parameters the fused kernel serves, by name, flattened; their

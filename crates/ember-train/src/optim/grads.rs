@@ -1,5 +1,5 @@
-//! Gradients collected by parameter name, summed over micro-batches, and clipped by their
-//! global norm.
+//! Gradients collected by parameter name, summed over micro-batches, their global norm, and
+//! the factor that clips them to a maximum norm.
 
 use std::collections::BTreeMap;
 
