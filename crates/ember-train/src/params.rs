@@ -18,18 +18,20 @@ pub struct NamedData {
     pub values: Vec<f32>,
 }
 
-/// Tracks the current path while walking a module tree.
+/// Tracks the current path while walking a module tree (a visitor's or mapper's
+/// `enter_module` calls [`enter`](Self::enter), `exit_module` [`exit`](Self::exit)).
 #[derive(Default)]
-struct Path(Vec<String>);
+pub(crate) struct Path(Vec<String>);
 
 impl Path {
-    fn enter(&mut self, name: &str) {
+    pub(crate) fn enter(&mut self, name: &str) {
         self.0.push(name.to_string());
     }
-    fn exit(&mut self) {
+    pub(crate) fn exit(&mut self) {
         self.0.pop();
     }
-    fn name(&self) -> String {
+    /// The current parameter's name.
+    pub(crate) fn name(&self) -> String {
         self.0.join(".")
     }
 }

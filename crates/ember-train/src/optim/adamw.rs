@@ -17,6 +17,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::grads::GradBuffer;
+use crate::params::Path;
 
 /// AdamW's hyper-parameters (the learning rate comes from the schedule at each step).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -108,7 +109,7 @@ impl AdamW {
         self.steps += 1;
         let ready = self.fused_updates(&module, grads, lr, grad_factor);
         let mut mapper = Update {
-            path: Vec::new(),
+            path: Path::default(),
             optim: self,
             grads,
             lr,
@@ -130,19 +131,19 @@ impl AdamW {
         grad_factor: f64,
     ) -> BTreeMap<String, Tensor<1>> {
         struct Collect<'a> {
-            path: Vec<String>,
+            path: Path,
             grads: &'a GradBuffer,
             found: Vec<(String, bool, Tensor<1>)>,
         }
         impl ModuleVisitor for Collect<'_> {
             fn enter_module(&mut self, name: &str, _: &str) {
-                self.path.push(name.to_string());
+                self.path.enter(name);
             }
             fn exit_module(&mut self, _: &str, _: &str) {
-                self.path.pop();
+                self.path.exit();
             }
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let name = self.path.join(".");
+                let name = self.path.name();
                 let theta = param.val().inner();
                 if self.grads.get(&name).is_some() && ember_kernels::fused(&theta) {
                     let n = theta.shape().num_elements();
@@ -151,7 +152,7 @@ impl AdamW {
             }
         }
         let mut collect = Collect {
-            path: Vec::new(),
+            path: Path::default(),
             grads,
             found: Vec::new(),
         };
@@ -201,7 +202,7 @@ impl AdamW {
 }
 
 struct Update<'a> {
-    path: Vec<String>,
+    path: Path,
     optim: &'a mut AdamW,
     grads: &'a GradBuffer,
     lr: f64,
@@ -212,15 +213,15 @@ struct Update<'a> {
 
 impl ModuleMapper for Update<'_> {
     fn enter_module(&mut self, name: &str, _: &str) {
-        self.path.push(name.to_string());
+        self.path.enter(name);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.path.pop();
+        self.path.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join(".");
+        let name = self.path.name();
         let Some(grad) = self.grads.get(&name) else {
             return param;
         };

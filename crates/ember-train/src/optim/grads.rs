@@ -7,6 +7,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Gradients, Tensor};
 use rayon::prelude::*;
 
+use crate::params::Path;
+
 /// Flattened gradients (`[numel]` each, on the backend without autodiff), by parameter name.
 #[derive(Debug, Default)]
 pub struct GradBuffer {
@@ -23,16 +25,16 @@ impl GradBuffer {
     /// adds it to the buffer.
     pub fn accumulate<M: Module>(&mut self, module: &M, grads: &mut Gradients) {
         struct Collect<'a> {
-            path: Vec<String>,
+            path: Path,
             grads: &'a mut Gradients,
             into: &'a mut BTreeMap<String, Tensor<1>>,
         }
         impl ModuleVisitor for Collect<'_> {
             fn enter_module(&mut self, name: &str, _: &str) {
-                self.path.push(name.to_string());
+                self.path.enter(name);
             }
             fn exit_module(&mut self, _: &str, _: &str) {
-                self.path.pop();
+                self.path.exit();
             }
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
                 if !param.is_require_grad() {
@@ -43,11 +45,11 @@ impl GradBuffer {
                 };
                 let n = grad.shape().num_elements();
                 let grad = grad.reshape([n]);
-                add_one(self.into, self.path.join("."), grad);
+                add_one(self.into, self.path.name(), grad);
             }
         }
         module.visit(&mut Collect {
-            path: Vec::new(),
+            path: Path::default(),
             grads,
             into: &mut self.grads,
         });
