@@ -97,8 +97,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         vocab_size: args.vocab,
         ..m.clone()
     };
-    let step_flops = ember_model::stats::training_flops_per_token(&sized) as f64 * (t.batch_size * m.block_size) as f64;
-    let shards = device::cpu_shards(&args.device, args.cpu_shards, step_flops)?;
+    let shards = device::cpu_shards(&args.device, args.cpu_shards, &sized, t.batch_size)?;
     let b = bench::bench_training(m, t, args.vocab, budget, shards.as_ref(), &device)?;
     let peak = match args.peak_gflops {
         Some(p) => p,

@@ -42,9 +42,16 @@ const MIN_SHARD_FLOPS: f64 = 2.5e8;
 
 /// Batch sharding on a CPU device (see `ember_train::shards`): `--cpu-shards K`, or by default
 /// one shard per thread of the CPU kernels' pool (`$RAYON_NUM_THREADS`, else one per core) when
-/// each shard's share of the `step_flops` (training FLOPs per micro-batch) is large enough.
-/// `None` for one shard and for devices that are not CPUs.
-pub fn cpu_shards(name: &str, requested: Option<usize>, step_flops: f64) -> Result<Option<Shards>> {
+/// each shard's share of a micro-batch's training FLOPs (`model`, `batch_size` sequences) is
+/// large enough. `None` for one shard and for devices that are not CPUs.
+pub fn cpu_shards(
+    name: &str,
+    requested: Option<usize>,
+    model: &ember_model::GptConfig,
+    batch_size: usize,
+) -> Result<Option<Shards>> {
+    let step_flops =
+        ember_model::stats::training_flops_per_token(model) as f64 * (batch_size * model.block_size) as f64;
     let cpu = matches!(name, "cpu" | "flex");
     let threads = rayon::current_num_threads();
     let k = match (cpu, requested) {

@@ -160,12 +160,11 @@ fn cpu_shards(args: &TrainArgs, config: &RunConfig) -> Result<Option<ember_train
     if !args.devices.is_empty() {
         return Ok(None);
     }
-    let step_flops = ember_model::stats::training_flops_per_token(&config.model) as f64
-        * (config.train.batch_size * config.model.block_size) as f64;
     device::cpu_shards(
         args.device.as_deref().unwrap_or(&config.train.device),
         args.cpu_shards,
-        step_flops,
+        &config.model,
+        config.train.batch_size,
     )
 }
 
