@@ -280,9 +280,11 @@ fn reference_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<2>
 #[test]
 fn attention_matches_the_composition_for_causal_windowed_and_cached_masks() {
     // (batch, heads, queries, keys, d_head, window): several query blocks with a ragged last
-    // one; a sliding window; a few new queries against a longer cache; a single query.
+    // one; a head width of two and a half register tiles; a sliding window; a few new queries
+    // against a longer cache; a single query.
     for (case, &(b, h, tq, tk, d, window)) in [
         (2, 3, 150, 150, 16, usize::MAX),
+        (1, 2, 37, 37, 40, usize::MAX),
         (1, 2, 70, 70, 8, 9),
         (2, 2, 5, 40, 8, usize::MAX),
         (1, 1, 1, 12, 4, usize::MAX),

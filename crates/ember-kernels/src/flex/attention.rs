@@ -9,10 +9,10 @@
 //! ```
 //!
 //! Two savings over the composition of separate operations:
-//! - a block of query rows multiplies only against the keys up to the last one any of its rows
-//!   may see: columns the mask sets to −∞ for the whole block are never computed (for a
-//!   causal mask and `b` blocks, `(b − 1)/2b` of the products: 3/8 at a context of 256, none
-//!   when the context fits one block);
+//! - the products skip what the mask leaves zero: a block of query rows multiplies only
+//!   against the keys up to the last one any of its rows may see, and inside a block each
+//!   register tile of 4 rows does the same (`tiles.rs`). Under a causal mask a head's products
+//!   cost a little over half of the full ones;
 //! - the score and probability blocks of one head stay in cache between the three products,
 //!   and the score matrix `S`, `∂P` and `∂S` are never stored whole.
 //!
@@ -25,6 +25,7 @@ use rayon::prelude::*;
 
 use super::matmul::batch_starts;
 use super::softmax::{softmax_backward_rows, softmax_rows};
+use super::tiles::{Span, pack, product};
 use super::{contiguous_values, uninit};
 
 /// Query rows per block.
@@ -114,45 +115,6 @@ pub(super) fn blocks(extents: &[usize]) -> Vec<(usize, usize, usize)> {
         .collect()
 }
 
-/// `dst ← lhs · rhs` (or `dst ← dst + lhs · rhs` with `accumulate`) on one thread; every
-/// operand is given by a pointer and its (row, column) strides.
-#[allow(clippy::too_many_arguments)]
-unsafe fn product(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    dst_rs: isize,
-    accumulate: bool,
-    lhs: *const f32,
-    (lhs_rs, lhs_cs): (isize, isize),
-    rhs: *const f32,
-    (rhs_rs, rhs_cs): (isize, isize),
-) {
-    // SAFETY: forwarded from the caller: every pointer and stride addresses its operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_rs,
-            accumulate,
-            lhs,
-            lhs_cs,
-            lhs_rs,
-            rhs,
-            rhs_cs,
-            rhs_rs,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// The shape and memory order of a `[batch, heads, seq, d]` result stored as
 /// `[batch, seq, heads, d]`.
 fn heads_last_layout(batch: usize, heads: usize, seq: usize, d: usize) -> Layout {
@@ -168,8 +130,8 @@ pub(super) fn tensor(values: Vec<f32>, layout: Layout) -> FlexTensor {
 #[derive(Clone, Copy)]
 pub(super) struct Mat {
     ptr: *const f32,
-    rs: isize,
-    cs: isize,
+    pub(super) rs: isize,
+    pub(super) cs: isize,
 }
 
 impl Mat {
@@ -177,8 +139,18 @@ impl Mat {
         Self { ptr, rs, cs }
     }
 
+    /// The transpose: the same values, rows and columns swapped.
+    pub(super) fn transposed(self) -> Self {
+        Self::of(self.ptr, self.cs, self.rs)
+    }
+
+    /// The matrix from row `row` on.
+    pub(super) fn rows_from(self, row: usize) -> Self {
+        Self::of(self.row_ptr(row), self.rs, self.cs)
+    }
+
     /// Row `row` onwards.
-    fn row_ptr(self, row: usize) -> *const f32 {
+    pub(super) fn row_ptr(self, row: usize) -> *const f32 {
         // SAFETY: callers pass rows inside the matrix.
         unsafe { self.ptr.offset(row as isize * self.rs) }
     }
@@ -197,11 +169,13 @@ pub(super) struct Dims {
 
 /// The forward pass of one head: `O = softmax(Q Kᵀ · scale + bias) V`, the probabilities
 /// written to `p` (`[q, tk]`, row-major; when `keep` is false `p` is scratch space of
-/// ROWS × tk values reused by each block).
+/// ROWS × tk values reused by each block). `copies` is scratch space for `Kᵀ` and `V` packed
+/// as right operands.
 ///
 /// # Safety
 /// Every matrix must hold the rows and columns the blocks address; `o` (row stride `o_rs`)
 /// must be writable and touched by no other thread.
+#[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn head_forward(
     (q, k, v): (Mat, Mat, Mat),
     dims: Dims,
@@ -210,43 +184,30 @@ pub(super) unsafe fn head_forward(
     p: *mut f32,
     keep: bool,
     (o, o_rs): (*mut f32, usize),
+    copies: &mut [Vec<f32>; 2],
 ) {
     let Dims { d, dv, tk, scale } = dims;
+    let [kt, v_packed] = copies;
+    let kt = pack(k.transposed(), (d, tk), kt);
+    let v = pack(v, (tk, dv), v_packed);
     for &(r0, rows, n) in blocks {
         let p = if keep { unsafe { p.add(r0 * tk) } } else { p };
+        let extents = &extents[r0..r0 + rows];
         // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values.
         unsafe {
             // S = Q Kᵀ  [rows, n]
-            product(
-                (rows, n, d),
-                p,
-                tk as isize,
-                false,
-                q.row_ptr(r0),
-                (q.rs, q.cs),
-                k.ptr,
-                (k.cs, k.rs),
-            );
+            product((rows, n, d), (p, tk), false, q.rows_from(r0), kt, Span::Keys(extents));
             let p_rows = std::slice::from_raw_parts_mut(p, rows * tk);
-            softmax_rows(
-                p_rows,
-                &bias[r0 * tk..(r0 + rows) * tk],
-                tk,
-                &extents[r0..r0 + rows],
-                n,
-                scale,
-                keep,
-            );
+            softmax_rows(p_rows, &bias[r0 * tk..(r0 + rows) * tk], tk, extents, n, scale, keep);
             // O = P V  [rows, dv]
+            let pm = Mat::of(p, tk as isize, 1);
             product(
                 (rows, dv, n),
-                o.add(r0 * o_rs),
-                o_rs as isize,
+                (o.add(r0 * o_rs), o_rs),
                 false,
-                p,
-                (tk as isize, 1),
-                v.ptr,
-                (v.rs, v.cs),
+                pm,
+                v,
+                Span::KeyDepth(extents),
             );
         }
     }
@@ -254,7 +215,8 @@ pub(super) unsafe fn head_forward(
 
 /// The backward pass of one head from its probabilities `p` (`[q, tk]`) and `∂O` (`g`):
 /// writes `∂Q` (every row) and adds `∂K`, `∂V` onto `dk`, `dv`, which the caller zeroes.
-/// `blocks` and `extents` are the forward pass's; `ds` is scratch space of ROWS × tk values.
+/// `blocks` and `extents` are the forward pass's; `ds` is scratch space of ROWS × tk values,
+/// `copies` scratch space for `Vᵀ`, `K`, `Q` and `∂O` packed as right operands.
 ///
 /// # Safety
 /// As for [`head_forward`]; `dq`, `dk` and `dv` (row strides given) must be writable and
@@ -269,6 +231,7 @@ pub(super) unsafe fn head_backward(
     (dq, dq_rs): (*mut f32, usize),
     (dk, dk_rs): (*mut f32, usize),
     (dv, dv_rs): (*mut f32, usize),
+    copies: &mut [Vec<f32>; 4],
 ) {
     let Dims {
         d,
@@ -276,55 +239,56 @@ pub(super) unsafe fn head_backward(
         tk,
         scale,
     } = dims;
+    let tq = extents.len();
+    let [vt_packed, k_packed, q_packed, g_packed] = copies;
+    let vt = pack(v.transposed(), (width_v, tk), vt_packed);
+    let k = pack(k, (tk, d), k_packed);
+    let q_rhs = pack(q, (tq, d), q_packed);
+    let g_rhs = pack(g, (tq, width_v), g_packed);
     for &(r0, rows, n) in blocks {
         let p = &p[r0 * tk..][..rows * tk];
+        let extents = &extents[r0..r0 + rows];
+        let (pt, dst) = (Mat::of(p.as_ptr(), 1, tk as isize), Mat::of(ds, 1, n as isize));
         // SAFETY: as the caller promises; `ds` holds ROWS × tk ≥ rows × n values.
         unsafe {
             // ∂V[0..n] += Pᵀ ∂O  [n, dv]
             product(
                 (n, width_v, rows),
-                dv,
-                dv_rs as isize,
+                (dv, dv_rs),
                 true,
-                p.as_ptr(),
-                (1, tk as isize),
-                g.row_ptr(r0),
-                (g.rs, g.cs),
+                pt,
+                g_rhs.rows_from(r0),
+                Span::QueryDepth(extents),
             );
             // ∂P = ∂O Vᵀ  [rows, n]
             product(
                 (rows, n, width_v),
-                ds,
-                n as isize,
+                (ds, n),
                 false,
-                g.row_ptr(r0),
-                (g.rs, g.cs),
-                v.ptr,
-                (v.cs, v.rs),
+                g.rows_from(r0),
+                vt,
+                Span::Keys(extents),
             );
             let ds_rows = std::slice::from_raw_parts_mut(ds, rows * n);
-            softmax_backward_rows(ds_rows, p, n, tk, &extents[r0..r0 + rows], scale);
+            softmax_backward_rows(ds_rows, p, n, tk, extents, scale);
             // ∂Q = ∂S K  [rows, d]
+            let dsm = Mat::of(ds, n as isize, 1);
             product(
                 (rows, d, n),
-                dq.add(r0 * dq_rs),
-                dq_rs as isize,
+                (dq.add(r0 * dq_rs), dq_rs),
                 false,
-                ds,
-                (n as isize, 1),
-                k.ptr,
-                (k.rs, k.cs),
+                dsm,
+                k,
+                Span::KeyDepth(extents),
             );
             // ∂K[0..n] += ∂Sᵀ Q  [n, d]
             product(
                 (n, d, rows),
-                dk,
-                dk_rs as isize,
+                (dk, dk_rs),
                 true,
-                ds,
-                (1, n as isize),
-                q.row_ptr(r0),
-                (q.rs, q.cs),
+                dst,
+                q_rhs.rows_from(r0),
+                Span::QueryDepth(extents),
             );
         }
     }
@@ -358,8 +322,11 @@ pub fn forward(
     };
     let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
     pairs(batch, heads, tq, tk, d).for_each_init(
-        || if keep_probs { Vec::new() } else { uninit(ROWS * tk) },
-        |scratch, pair| {
+        || {
+            let scratch = if keep_probs { Vec::new() } else { uninit(ROWS * tk) };
+            (scratch, [Vec::new(), Vec::new()])
+        },
+        |(scratch, copies), pair| {
             let (b, h) = (pair / heads, pair % heads);
             let p = if keep_probs {
                 probs_ptr.at(pair * tq * tk)
@@ -378,6 +345,7 @@ pub fn forward(
                     p,
                     keep_probs,
                     (o, heads * dv),
+                    copies,
                 )
             };
         },
@@ -426,8 +394,8 @@ pub fn backward(
         SharedMut(dv_.as_mut_ptr()),
     );
     pairs(batch, heads, tq, tk, d).for_each_init(
-        || uninit(ROWS * tk),
-        |scratch, pair| {
+        || (uninit(ROWS * tk), [Vec::new(), Vec::new(), Vec::new(), Vec::new()]),
+        |(scratch, copies), pair| {
             let (b, h) = (pair / heads, pair % heads);
             let p = &probs[pair * tq * tk..][..tq * tk];
             // SAFETY: pair `pair` alone writes its d-wide slice of each row of ∂Q, ∂K and ∂V
@@ -442,6 +410,7 @@ pub fn backward(
                     (dq_ptr.at(b * tq * heads * d + h * d), heads * d),
                     (dk_ptr.at(b * tk * heads * d + h * d), heads * d),
                     (dv_ptr.at(b * tk * heads * dv + h * dv), heads * dv),
+                    copies,
                 )
             };
         },

@@ -38,6 +38,7 @@ mod math;
 mod matmul;
 mod self_attention;
 mod softmax;
+mod tiles;
 
 use std::borrow::Cow;
 

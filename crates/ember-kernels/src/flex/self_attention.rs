@@ -70,9 +70,10 @@ pub fn self_forward(
                 uninit(t * d),
                 uninit(t * d),
                 if keep_probs { Vec::new() } else { uninit(ROWS * t) },
+                [Vec::new(), Vec::new()],
             )
         },
-        |(q_rot, k_rot, scratch), pair| {
+        |(q_rot, k_rot, scratch, copies), pair| {
             let (b, h) = (pair / heads, pair % heads);
             let base = b * t * width;
             rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
@@ -90,7 +91,18 @@ pub fn self_forward(
             );
             // SAFETY: pair `pair` alone writes its d-wide slice of each output row and its
             // probabilities; the scratch buffers are this task's own.
-            unsafe { head_forward((q, k, v), dims, (&blocks, &extents), &bias, p, keep_probs, (o, dm)) };
+            unsafe {
+                head_forward(
+                    (q, k, v),
+                    dims,
+                    (&blocks, &extents),
+                    &bias,
+                    p,
+                    keep_probs,
+                    (o, dm),
+                    copies,
+                )
+            };
         },
     );
     let out = from_vec(out, Shape::from(vec![batch, t, dm]));
@@ -137,15 +149,18 @@ pub fn self_backward(
     let dx_ptr = SharedMut(dx.as_mut_ptr());
     pairs(batch, heads, t, t, d).for_each_init(
         || {
-            [
-                uninit(t * d),
-                uninit(t * d),
-                uninit(t * d),
-                uninit(t * d),
-                uninit(ROWS * t),
-            ]
+            (
+                [
+                    uninit(t * d),
+                    uninit(t * d),
+                    uninit(t * d),
+                    uninit(t * d),
+                    uninit(ROWS * t),
+                ],
+                [Vec::new(), Vec::new(), Vec::new(), Vec::new()],
+            )
         },
-        |[q_rot, k_rot, dq_rot, dk_rot, ds], pair| {
+        |([q_rot, k_rot, dq_rot, dk_rot, ds], copies), pair| {
             let (b, h) = (pair / heads, pair % heads);
             let base = b * t * width;
             rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
@@ -169,6 +184,7 @@ pub fn self_backward(
                     (dq_rot.as_mut_ptr(), d),
                     (dk_rot.as_mut_ptr(), d),
                     (dx_ptr.at(base + 2 * dm + h * d), width),
+                    copies,
                 );
                 // Back through the rotations: ∂x = Rᵀ ∂x_rot.
                 rope_rows_transposed(dx_ptr.at(base + h * d), width, dq_rot, &cos, &sin, d);
