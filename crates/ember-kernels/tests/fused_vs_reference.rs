@@ -350,8 +350,23 @@ fn attention_reads_strided_heads_and_runs_without_autodiff() {
         bias.clone(),
         0.3,
     ));
-    let reference = plain(reference_attention(q, k, v, bias, 0.3));
+    let reference = plain(reference_attention(q.clone(), k.clone(), v.clone(), bias, 0.3));
     assert_close("attention without autodiff", &fused, &reference, 2e-5);
+    // One and three new queries against the cached keys, as sampling with the KV cache runs
+    // (fewer rows than a register tile: the gemm path).
+    for new in [1, 3] {
+        let q = q.clone().narrow(2, t - new, new);
+        let bias = mask_bias(new, t, usize::MAX).inner();
+        let fused = plain(ember_kernels::attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            bias.clone(),
+            0.3,
+        ));
+        let reference = plain(reference_attention(q, k.clone(), v.clone(), bias, 0.3));
+        assert_close(&format!("{new} cached queries"), &fused, &reference, 2e-5);
+    }
 }
 
 #[test]

@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use super::matmul::batch_starts;
 use super::softmax::{softmax_backward_rows, softmax_rows};
-use super::tiles::{Span, pack, product};
+use super::tiles::{Span, TILE_ROWS, pack, product};
 use super::{contiguous_values, uninit};
 
 /// Query rows per block.
@@ -186,6 +186,10 @@ pub(super) unsafe fn head_forward(
     (o, o_rs): (*mut f32, usize),
     copies: &mut [Vec<f32>; 2],
 ) {
+    if extents.len() < TILE_ROWS {
+        let n = blocks[0].2; // one block: fewer rows than a tile
+        return unsafe { few_queries_forward((q, k, v), dims, (n, extents), bias, p, keep, (o, o_rs)) };
+    }
     let Dims { d, dv, tk, scale } = dims;
     let [kt, v_packed] = copies;
     let kt = pack(k.transposed(), (d, tk), kt);
@@ -210,6 +214,82 @@ pub(super) unsafe fn head_forward(
                 Span::KeyDepth(extents),
             );
         }
+    }
+}
+
+/// `dst ← lhs · rhs` through `gemm` on one thread; every operand is given by a pointer and
+/// its (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_product(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_rs: isize,
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (isize, isize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (isize, isize),
+) {
+    // SAFETY: forwarded from the caller: every pointer and stride addresses its operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            false,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// [`head_forward`] for fewer query rows than a register tile holds (sampling with the KV
+/// cache: one new query against every cached key), in one block: `gemm`'s matrix-vector path
+/// reads `K` and `V` in place, where the tiles would first copy `Kᵀ` and compute rows that do
+/// not exist.
+///
+/// # Safety
+/// As for [`head_forward`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn few_queries_forward(
+    (q, k, v): (Mat, Mat, Mat),
+    dims: Dims,
+    (n, extents): (usize, &[usize]),
+    bias: &[f32],
+    p: *mut f32,
+    keep: bool,
+    (o, o_rs): (*mut f32, usize),
+) {
+    let Dims { d, dv, tk, scale } = dims;
+    let rows = extents.len();
+    // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values.
+    unsafe {
+        // S = Q Kᵀ  [rows, n]
+        gemm_product((rows, n, d), p, tk as isize, q.ptr, (q.rs, q.cs), k.ptr, (k.cs, k.rs));
+        let p_rows = std::slice::from_raw_parts_mut(p, rows * tk);
+        softmax_rows(p_rows, &bias[..rows * tk], tk, extents, n, scale, keep);
+        // O = P V  [rows, dv]
+        gemm_product(
+            (rows, dv, n),
+            o,
+            o_rs as isize,
+            p,
+            (tk as isize, 1),
+            v.ptr,
+            (v.rs, v.cs),
+        );
     }
 }
 

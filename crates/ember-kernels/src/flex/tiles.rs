@@ -27,7 +27,8 @@ use super::attention::Mat;
 use super::math::madd;
 
 /// Output rows per register tile.
-const TR: usize = 4;
+pub(super) const TILE_ROWS: usize = 4;
+const TR: usize = TILE_ROWS;
 /// Output columns per register tile: two 8-wide vectors.
 const TC: usize = 16;
 
