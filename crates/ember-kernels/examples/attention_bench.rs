@@ -4,7 +4,9 @@
 //!   cargo run --release -p ember-kernels --example attention_bench -- [BATCH SEQ D_MODEL HEADS]
 //!
 //! Defaults: 6 64 128 4 (one of cpu-baby's two shards). Prints the best of five rounds, in µs
-//! per layer.
+//! per layer. Run it with `GLIBC_TUNABLES=glibc.malloc.mmap_max=0` to allocate as `ember` does
+//! (it keeps freed memory; see README's Performance section): otherwise glibc maps and unmaps
+//! every large buffer, and at larger sizes (`4 256 384 6`) page faults decide the time.
 
 use std::time::Instant;
 
