@@ -280,11 +280,13 @@ fn reference_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<2>
 #[test]
 fn attention_matches_the_composition_for_causal_windowed_and_cached_masks() {
     // (batch, heads, queries, keys, d_head, window): several query blocks with a ragged last
-    // one; a head width of two and a half register tiles; a sliding window; a few new queries
-    // against a longer cache; a single query.
+    // one; a head width of two and a half register tiles; fewer queries than a register tile
+    // against a longer cache; a sliding window; a few new queries against a longer cache; a
+    // single query.
     for (case, &(b, h, tq, tk, d, window)) in [
         (2, 3, 150, 150, 16, usize::MAX),
         (1, 2, 37, 37, 40, usize::MAX),
+        (1, 2, 3, 20, 8, usize::MAX),
         (1, 2, 70, 70, 8, 9),
         (2, 2, 5, 40, 8, usize::MAX),
         (1, 1, 1, 12, 4, usize::MAX),
@@ -338,23 +340,13 @@ fn attention_reads_strided_heads_and_runs_without_autodiff() {
         },
         2e-5,
     );
-    // Inference (no autodiff): the path that keeps no probabilities.
+    // Inference (no autodiff): the path that keeps no probabilities, for every query and for
+    // one or three new queries against the cached keys, as sampling with the KV cache runs
+    // (fewer rows than a register tile: the gemm path).
     let (q, k, v) = split(x.inner());
-    let bias = bias.inner();
     assert!(!q.device().is_autodiff() && ember_kernels::fused(&q));
     let plain = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
-    let fused = plain(ember_kernels::attention(
-        q.clone(),
-        k.clone(),
-        v.clone(),
-        bias.clone(),
-        0.3,
-    ));
-    let reference = plain(reference_attention(q.clone(), k.clone(), v.clone(), bias, 0.3));
-    assert_close("attention without autodiff", &fused, &reference, 2e-5);
-    // One and three new queries against the cached keys, as sampling with the KV cache runs
-    // (fewer rows than a register tile: the gemm path).
-    for new in [1, 3] {
+    for new in [t, 1, 3] {
         let q = q.clone().narrow(2, t - new, new);
         let bias = mask_bias(new, t, usize::MAX).inner();
         let fused = plain(ember_kernels::attention(
@@ -365,7 +357,12 @@ fn attention_reads_strided_heads_and_runs_without_autodiff() {
             0.3,
         ));
         let reference = plain(reference_attention(q, k.clone(), v.clone(), bias, 0.3));
-        assert_close(&format!("{new} cached queries"), &fused, &reference, 2e-5);
+        assert_close(
+            &format!("attention without autodiff, {new} queries"),
+            &fused,
+            &reference,
+            2e-5,
+        );
     }
 }
 
@@ -433,8 +430,9 @@ fn reference_self_attention(
 
 #[test]
 fn self_attention_matches_split_rope_attend_merge() {
-    // (batch, seq, heads, d_head): one query block; several with a ragged last one.
-    for (case, &(b, t, heads, d)) in [(2, 9, 2, 4), (2, 150, 3, 8)].iter().enumerate() {
+    // (batch, seq, heads, d_head): one query block; several with a ragged last one; a head as
+    // wide as a register tile, whose values are read in place, rows 3·d_model apart.
+    for (case, &(b, t, heads, d)) in [(2, 9, 2, 4), (2, 150, 3, 8), (1, 20, 2, 16)].iter().enumerate() {
         let qkv = random([b, t, 3 * heads * d], 60 + case as u64);
         let (cos, sin) = rope_tables(t, d);
         let bias = mask_bias(t, t, usize::MAX);

@@ -12,7 +12,7 @@
 //! - the products skip what the mask leaves zero: a block of query rows multiplies only
 //!   against the keys up to the last one any of its rows may see, and inside a block each
 //!   register tile of 4 rows does the same (`tiles.rs`). Under a causal mask a head's products
-//!   cost a little over half of the full ones;
+//!   cost about 56% of the full ones at a context of 64, close to half at 256;
 //! - the score and probability blocks of one head stay in cache between the three products,
 //!   and the score matrix `S`, `∂P` and `∂S` are never stored whole.
 //!
@@ -187,7 +187,9 @@ pub(super) unsafe fn head_forward(
     copies: &mut [Vec<f32>; 2],
 ) {
     if extents.len() < TILE_ROWS {
-        let n = blocks[0].2; // one block: fewer rows than a tile
+        let Some(&(_, _, n)) = blocks.first() else {
+            return; // no queries
+        };
         return unsafe { few_queries_forward((q, k, v), dims, (n, extents), bias, p, keep, (o, o_rs)) };
     }
     let Dims { d, dv, tk, scale } = dims;
