@@ -88,12 +88,14 @@ pub(super) fn pack(m: Mat, (rows, cols): (usize, usize), buf: &mut Vec<f32>) -> 
         let panel = &mut buf[c0 * rows..][..rows * TC];
         for (r, out) in panel.chunks_exact_mut(TC).enumerate() {
             let row = m.row_ptr(r);
-            let (values, padding) = out.split_at_mut(width);
-            for (c, o) in values.iter_mut().enumerate() {
-                // SAFETY: the caller's matrix holds `[rows, cols]` values.
-                *o = unsafe { *row.offset((c0 + c) as isize * m.cs) };
+            for (c, o) in out.iter_mut().enumerate() {
+                // SAFETY: the caller's matrix holds `[rows, cols]` values (c < width).
+                *o = if c < width {
+                    unsafe { *row.offset((c0 + c) as isize * m.cs) }
+                } else {
+                    0.0
+                };
             }
-            padding.fill(0.0);
         }
     }
     Panels {
