@@ -330,7 +330,7 @@ pub(super) unsafe fn head_backward(
     for &(r0, rows, n) in blocks {
         let p = &p[r0 * tk..][..rows * tk];
         let extents = &extents[r0..r0 + rows];
-        let (pt, dst) = (Mat::of(p.as_ptr(), 1, tk as isize), Mat::of(ds, 1, n as isize));
+        let (pt, ds_t) = (Mat::of(p.as_ptr(), 1, tk as isize), Mat::of(ds, 1, n as isize));
         // SAFETY: as the caller promises; `ds` holds ROWS × tk ≥ rows × n values.
         unsafe {
             // ∂V[0..n] += Pᵀ ∂O  [n, dv]
@@ -368,7 +368,7 @@ pub(super) unsafe fn head_backward(
                 (n, d, rows),
                 (dk, dk_rs),
                 true,
-                dst,
+                ds_t,
                 q_rhs.rows_from(r0),
                 Span::QueryDepth(extents),
             );
