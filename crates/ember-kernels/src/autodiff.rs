@@ -487,6 +487,12 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         // Used on gradients, outside the graph.
         constant::<B, C>(B::ember_sum_squares(x.into_primitive()))
     }
+
+    fn ember_add_sum_squares(a: AdTensor<B, C>, b: AdTensor<B, C>) -> (AdTensor<B, C>, AdTensor<B, C>) {
+        // Used on gradients, outside the graph.
+        let (sum, squares) = B::ember_add_sum_squares(a.into_primitive(), b.into_primitive());
+        (constant::<B, C>(sum), constant::<B, C>(squares))
+    }
 }
 
 /// A constant (untracked) autodiff tensor around an inner value.

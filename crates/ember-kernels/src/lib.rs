@@ -157,6 +157,22 @@ pub fn sum_squares<const D: usize>(x: Tensor<D>) -> Tensor<1> {
     run(|| <Dispatch as KernelOps>::ember_sum_squares(x.into_dispatch()))
 }
 
+/// `(a + b, Σ (a + b)²)` outside any autodiff graph, in one pass where [`fused`] holds (the
+/// sum written over `a`'s buffer when nothing else holds it); `a + b` and
+/// [`sum_squares`] of it elsewhere. The square sum is the one [`sum_squares`] gives.
+///
+/// # Shapes
+/// - a, b: `[n]` → `([n], [1])`
+pub fn add_sum_squares(a: Tensor<1>, b: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
+    assert_eq!(a.dims(), b.dims(), "add_sum_squares adds tensors of equal length");
+    if !route::is_flex(&a) {
+        let sum = a + b;
+        return (sum.clone(), sum.square().sum());
+    }
+    let (sum, squares) = <Dispatch as KernelOps>::ember_add_sum_squares(a.into_dispatch(), b.into_dispatch());
+    (Tensor::from_dispatch(sum), Tensor::from_dispatch(squares))
+}
+
 /// `x · w + b`, the bias added to every row. Call only when [`fused`] holds.
 ///
 /// # Shapes

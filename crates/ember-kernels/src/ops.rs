@@ -145,4 +145,8 @@ pub trait KernelOps: Backend {
 
     /// `Σ x²` over every element, `[1]`.
     fn ember_sum_squares(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `(a + b, Σ (a + b)²)` for two flat tensors of equal length: the sum and its
+    /// [`ember_sum_squares`](Self::ember_sum_squares), in one pass.
+    fn ember_add_sum_squares(a: FloatTensor<Self>, b: FloatTensor<Self>) -> (FloatTensor<Self>, FloatTensor<Self>);
 }

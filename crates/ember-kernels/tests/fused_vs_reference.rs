@@ -255,6 +255,26 @@ fn sum_of_squares_matches_an_f64_sum() {
     }
 }
 
+#[test]
+fn add_sum_squares_gives_the_sum_and_the_square_sum_of_sum_squares() {
+    for n in [1, 7, 64, 1000, 100_003] {
+        let a = random([n], n as u64).inner();
+        let b = random([n], n as u64 + 1).inner();
+        let expected: Vec<f32> = values(&a).iter().zip(values(&b)).map(|(x, y)| x + y).collect();
+        // `a` shared: the sum goes to a new buffer and `a` keeps its values.
+        let kept = a.clone();
+        let (sum, squares) = ember_kernels::add_sum_squares(a, b.clone());
+        assert_eq!(values(&sum), expected, "n = {n}");
+        assert_ne!(values(&kept), expected, "n = {n}: the shared input was overwritten");
+        let fresh = ember_kernels::sum_squares(sum.clone()).into_scalar::<f32>();
+        assert_eq!(squares.into_scalar::<f32>(), fresh, "n = {n}");
+        // `a` ours alone: the same results, written over its buffer.
+        let (sum, squares) = ember_kernels::add_sum_squares(kept, b);
+        assert_eq!(values(&sum), expected, "n = {n}, in place");
+        assert_eq!(squares.into_scalar::<f32>(), fresh, "n = {n}, in place");
+    }
+}
+
 /// `[q, k]` bias: query `i` (at absolute position `past + i`) sees keys `past + i − window < j
 /// ≤ past + i` (`window = usize::MAX`: causal).
 fn mask_bias(q: usize, k: usize, window: usize) -> Tensor<2> {

@@ -104,6 +104,50 @@ pub fn sum_squares(x: FlexTensor) -> FlexTensor {
     from_vec(vec![total as f32], burn_std::Shape::from(vec![1]))
 }
 
+/// `(a + b, Σ (a + b)²)` in one pass: the sum over `a`'s buffer when `a` is ours alone, else
+/// into a new one. The square sum is computed over the same blocks and chunks as
+/// [`sum_squares`], so the two agree to the bit.
+pub fn add_sum_squares(mut a: FlexTensor, b: FlexTensor) -> (FlexTensor, FlexTensor) {
+    let shape = a.layout().shape().clone();
+    let values = contiguous_values(&b);
+    let n = values.len();
+    assert_eq!(shape.num_elements(), n, "the two tensors must have equal lengths");
+    let in_place = a.is_contiguous() && a.layout().start_offset() == 0 && a.is_unique();
+    if !in_place {
+        a = from_vec(contiguous_values(&a).into_owned(), shape.clone());
+    }
+    let sum = &mut a.try_storage_mut::<f32>().expect("a unique buffer")[..n];
+    let total: f64 = if n <= CHUNK {
+        add_squares(sum, &values)
+    } else {
+        let totals: Vec<f64> = sum
+            .par_chunks_mut(CHUNK)
+            .zip(values.par_chunks(CHUNK))
+            .map(|(s, b)| add_squares(s, b))
+            .collect();
+        totals.iter().sum()
+    };
+    (a, from_vec(vec![total as f32], burn_std::Shape::from(vec![1])))
+}
+
+/// `a += b` over one chunk and `Σ a²` of the result, block by block as [`squares`].
+fn add_squares(a: &mut [f32], b: &[f32]) -> f64 {
+    let mut total = 0.0f64;
+    add_squares_into(a, b, &mut total);
+    total
+}
+
+vectorized! {
+    fn add_squares_into(a: &mut [f32], b: &[f32], total: &mut f64) {
+        for (a, b) in a.chunks_mut(64).zip(b.chunks(64)) {
+            for (a, &b) in a.iter_mut().zip(b) {
+                *a += b;
+            }
+            *total += block_squares(a) as f64;
+        }
+    }
+}
+
 /// `Σ x²` of one chunk: eight f32 partial sums per 64 values (vectorised), summed in f64.
 fn squares(x: &[f32]) -> f64 {
     let mut total = 0.0f64;
@@ -113,7 +157,7 @@ fn squares(x: &[f32]) -> f64 {
     total
 }
 
-#[inline]
+#[inline(always)]
 fn block_squares(x: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let mut it = x.chunks_exact(8);

@@ -194,6 +194,10 @@ impl KernelOps for Flex {
     fn ember_sum_squares(x: FlexTensor) -> FlexTensor {
         adamw::sum_squares(x)
     }
+
+    fn ember_add_sum_squares(a: FlexTensor, b: FlexTensor) -> (FlexTensor, FlexTensor) {
+        adamw::add_sum_squares(a, b)
+    }
 }
 
 /// The values of an integer tensor as i64.

@@ -13,6 +13,10 @@ use crate::params::Path;
 #[derive(Debug, Default)]
 pub struct GradBuffer {
     grads: BTreeMap<String, Tensor<1>>,
+    /// `Σ g²` `[1]` of gradients that [`add`](Self::add) summed with the fused CPU kernel, by
+    /// name, for as long as they stay unchanged: the kernel computes the sum and its squares in
+    /// one pass, and [`global_norm`](Self::global_norm) reuses them.
+    squares: BTreeMap<String, Tensor<1>>,
 }
 
 impl GradBuffer {
@@ -27,7 +31,7 @@ impl GradBuffer {
         struct Collect<'a> {
             path: Path,
             grads: &'a mut Gradients,
-            into: &'a mut BTreeMap<String, Tensor<1>>,
+            into: &'a mut GradBuffer,
         }
         impl ModuleVisitor for Collect<'_> {
             fn enter_module(&mut self, name: &str, _: &str) {
@@ -45,38 +49,55 @@ impl GradBuffer {
                 };
                 let n = grad.shape().num_elements();
                 let grad = grad.reshape([n]);
-                add_one(self.into, self.path.name(), grad);
+                let name = self.path.name();
+                self.into.squares.remove(&name);
+                add_one(&mut self.into.grads, name, grad);
             }
         }
         module.visit(&mut Collect {
             path: Path::default(),
             grads,
-            into: &mut self.grads,
+            into: self,
         });
     }
 
     /// Adds another buffer's gradients (in place where the buffer's tensors allow it; on the
-    /// CPU, in parallel across parameters).
+    /// CPU, in parallel across parameters, with the square sums the global norm needs taken
+    /// in the same pass).
     pub fn add(&mut self, other: GradBuffer) {
         let parallel = self.on_cpu_kernels();
-        let pairs: Vec<_> = other
-            .grads
+        let GradBuffer { grads, mut squares } = other;
+        let pairs: Vec<_> = grads
             .into_iter()
             .map(|(name, g)| {
                 let previous = self.grads.remove(&name);
-                (name, previous, g)
+                self.squares.remove(&name);
+                let known = squares.remove(&name);
+                (name, previous, g, known)
             })
             .collect();
-        let summed = map_params(pairs, parallel, |(name, previous, g)| match previous {
-            Some(previous) => (name, previous + g),
-            None => (name, g),
+        let summed = map_params(pairs, parallel, |(name, previous, g, known)| match previous {
+            Some(previous) if ember_kernels::fused(&previous) => {
+                let (sum, squares) = ember_kernels::add_sum_squares(previous, g);
+                (name, sum, Some(squares))
+            }
+            Some(previous) => (name, previous + g, None),
+            None => (name, g, known),
         });
-        self.grads.extend(summed);
+        for (name, g, squares) in summed {
+            if let Some(squares) = squares {
+                self.squares.insert(name.clone(), squares);
+            }
+            self.grads.insert(name, g);
+        }
     }
 
     /// A buffer holding the given flattened gradients.
     pub fn from_map(grads: BTreeMap<String, Tensor<1>>) -> Self {
-        Self { grads }
+        Self {
+            grads,
+            squares: BTreeMap::new(),
+        }
     }
 
     /// The gradient of one parameter, flattened.
@@ -91,8 +112,14 @@ impl GradBuffer {
 
     /// `√(Σ g²)` over every element of every gradient. Reads one number back from the device.
     pub fn global_norm(&self) -> f64 {
-        let all: Vec<Tensor<1>> = self.grads.values().cloned().collect();
-        let squares = map_params(all, self.on_cpu_kernels(), ember_kernels::sum_squares);
+        let all: Vec<(Option<Tensor<1>>, Tensor<1>)> = self
+            .grads
+            .iter()
+            .map(|(name, g)| (self.squares.get(name).cloned(), g.clone()))
+            .collect();
+        let squares = map_params(all, self.on_cpu_kernels(), |(known, g)| {
+            known.unwrap_or_else(|| ember_kernels::sum_squares(g))
+        });
         if squares.is_empty() {
             return 0.0;
         }
@@ -102,6 +129,7 @@ impl GradBuffer {
 
     /// Multiplies every gradient by `factor`.
     pub fn scale(&mut self, factor: f64) {
+        self.squares.clear();
         for g in self.grads.values_mut() {
             *g = g.clone().mul_scalar(factor);
         }
@@ -191,5 +219,39 @@ mod tests {
         let expected = 2.0 * f as f32 + 3.0;
         assert!(a.iter().all(|v| (v - expected).abs() < 1e-6), "{a:?}");
         assert_eq!(buf.names().count(), 2);
+    }
+
+    /// The norm from square sums kept by `add` is the one computed afresh, to the bit, and
+    /// changing the gradients afterwards (`scale`, `accumulate`) does not reuse stale sums.
+    #[test]
+    fn the_norm_of_summed_buffers_is_the_norm_computed_afresh() {
+        let device = Device::flex().autodiff();
+        let m = two(&device);
+        let grads_of = |k: f32| {
+            let mut buf = GradBuffer::new();
+            let loss = m.a.val().sum().mul_scalar(k) + m.b.val().powf_scalar(2.0).sum();
+            buf.accumulate(&m, &mut loss.backward());
+            buf
+        };
+        let afresh = |buf: &GradBuffer| GradBuffer::from_map(buf.grads.clone()).global_norm();
+        // ∂a = k per element, ∂b = 2b = [[6], [8]] per buffer.
+        let mut buf = grads_of(1.0);
+        buf.add(grads_of(0.5));
+        assert_eq!(buf.squares.len(), 2, "the fused add keeps each sum's squares");
+        let norm = buf.global_norm();
+        assert_eq!(norm, afresh(&buf));
+        // a = [1.5, 1.5], b = [[12], [16]]: √(2·2.25 + 144 + 256)
+        assert!((norm - (4.5f64 + 400.0).sqrt()).abs() < 1e-5, "{norm}");
+
+        buf.scale(0.5);
+        assert!(
+            (buf.global_norm() - norm / 2.0).abs() < 1e-5,
+            "scaling drops the kept sums"
+        );
+
+        let loss = m.a.val().sum().mul_scalar(10.0);
+        buf.accumulate(&m, &mut loss.backward()); // a = [10.75, 10.75]
+        assert_eq!(buf.global_norm(), afresh(&buf), "accumulating drops a's kept sum");
+        assert!((buf.global_norm() - (2.0 * 10.75f64 * 10.75 + 100.0).sqrt()).abs() < 1e-4);
     }
 }
