@@ -89,11 +89,16 @@ impl Block {
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<3>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        let x = x.clone()
-            + self
-                .resid_dropout
-                .forward(self.attn.forward(self.ln1.forward(x), cache));
-        x.clone() + self.resid_dropout.forward(self.mlp.forward(self.ln2.forward(x)))
+        // Each branch's output comes first in its sum: a fresh buffer that nothing else holds,
+        // which the addition can overwrite, where `x + branch` would copy `x` first.
+        let h = self
+            .resid_dropout
+            .forward(self.attn.forward(self.ln1.forward(x.clone()), cache));
+        let x = h + x;
+        let h = self
+            .resid_dropout
+            .forward(self.mlp.forward(self.ln2.forward(x.clone())));
+        h + x
     }
 }
 
