@@ -177,7 +177,15 @@ vectorized! {
             let width = TC.min(cols - j0);
             for (r, acc) in acc.iter().enumerate().take(rows) {
                 // SAFETY: row r of the tile holds columns j0..j0 + width and is this thread's.
-                let out = unsafe { std::slice::from_raw_parts_mut(dst.add(r * dst_rs + j0), width) };
+                let out = unsafe { dst.add(r * dst_rs + j0) };
+                if width == TC && !accumulate {
+                    // A whole tile row: two vector stores (a slice copy would call `memcpy`).
+                    // SAFETY: as above, with width = TC.
+                    unsafe { (out as *mut [f32; TC]).write_unaligned(*acc) };
+                    continue;
+                }
+                // SAFETY: as above.
+                let out = unsafe { std::slice::from_raw_parts_mut(out, width) };
                 if accumulate {
                     for (o, &s) in out.iter_mut().zip(acc) {
                         *o += s;
