@@ -488,3 +488,110 @@ fn self_attention_matches_split_rope_attend_merge() {
         );
     }
 }
+
+/// Every kernel's outputs and gradients on fixed inputs, as bits: what
+/// `every_instruction_set_gives_the_same_bits` compares across processes.
+fn kernel_bits() -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut add = |v: Vec<f32>| out.extend(v.into_iter().map(f32::to_bits));
+    let mut add_run = |(v, grads): (Vec<f32>, Vec<Vec<f32>>)| {
+        add(v);
+        grads.into_iter().for_each(&mut add);
+    };
+    let x = random([5, 37], 1);
+    add_run(run(&[x.clone()], |x| ember_kernels::gelu(x[0].clone())));
+    let (w, b) = (random([37], 2), random([37], 3));
+    add_run(run(&[x.clone()], |x| {
+        ember_kernels::layer_norm(x[0].clone(), w.clone(), b.clone(), 1e-5)
+    }));
+    let weight = random([37, 19], 4);
+    add_run(run(&[x.clone()], |x| {
+        ember_kernels::linear(x[0].clone(), weight.clone(), random([19], 5))
+    }));
+    let (t, heads, d) = (70, 2, 16);
+    let qkv = random([2, t, 3 * heads * d], 6);
+    let (cos, sin) = rope_tables(t, d);
+    let mask = mask_bias(t, t, usize::MAX);
+    add_run(run(&[qkv], |x| {
+        ember_kernels::self_attention(x[0].clone(), cos.clone(), sin.clone(), mask.clone(), heads, 0.25)
+    }));
+    let scores = random([2, 9, 9], 7);
+    add_run(run(&[scores], |s| {
+        ember_kernels::softmax(s[0].clone(), mask_bias(9, 9, 4), 0.5)
+    }));
+    let (theta, grad, m, v) = (
+        random([1000], 8),
+        random([1000], 9),
+        random([1000], 10),
+        random([1000], 11),
+    );
+    let v = v.clone() * v; // second moments are not negative
+    let (t2, m2, v2) = ember_kernels::adamw(
+        theta.inner(),
+        grad.clone().inner(),
+        m.inner(),
+        v.inner(),
+        [1e-3, 0.9, 0.95, 1e-8, 0.9999, 0.1, 0.3, 0.7],
+    );
+    for t in [t2, m2, v2] {
+        add(values(&t));
+    }
+    let (sum, squares) = ember_kernels::add_sum_squares(grad.clone().inner(), random([1000], 12).inner());
+    add(values(&sum));
+    add(values(&squares));
+    add(values(&ember_kernels::sum_squares(grad.inner())));
+    out
+}
+
+/// The kernels' builds for each instruction set (see `EMBER_SIMD`): this process runs the
+/// widest the CPU has, then runs this test again with each narrower one and compares. AVX-512
+/// and AVX2 both have fused multiply-adds and compute the same operations in the same order:
+/// the same bits. The baseline build multiplies and adds separately: the same values up to
+/// rounding.
+#[test]
+fn every_instruction_set_gives_the_same_results() {
+    const CHILD: &str = "EMBER_SIMD_TEST_CHILD";
+    let bits = kernel_bits();
+    if std::env::var_os(CHILD).is_some() {
+        let hex: Vec<String> = bits.iter().map(|b| format!("{b:08x}")).collect();
+        println!("kernel bits: {}", hex.join(" "));
+        return;
+    }
+    for simd in ["avx2", "baseline"] {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "every_instruction_set_gives_the_same_results",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("EMBER_SIMD", simd)
+            .output()
+            .expect("the test binary runs again");
+        let stdout = String::from_utf8_lossy(&child.stdout);
+        assert!(child.status.success(), "EMBER_SIMD={simd} failed: {stdout}");
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("kernel bits: "))
+            .unwrap_or_else(|| panic!("EMBER_SIMD={simd} printed no results: {stdout}"))
+            .1;
+        let theirs: Vec<u32> = line.split(' ').map(|h| u32::from_str_radix(h, 16).unwrap()).collect();
+        if simd == "avx2" {
+            let differing = bits.iter().zip(&theirs).filter(|(a, b)| a != b).count();
+            assert!(
+                theirs.len() == bits.len() && differing == 0,
+                "AVX2 differs from this CPU's widest set in {differing} of {} values",
+                bits.len()
+            );
+        } else {
+            let floats = |v: &[u32]| v.iter().map(|&b| f32::from_bits(b)).collect::<Vec<f32>>();
+            assert_close(
+                "baseline vs this CPU's widest set",
+                &floats(&theirs),
+                &floats(&bits),
+                1e-4,
+            );
+        }
+    }
+}

@@ -1,11 +1,13 @@
 //! The kernels on Burn's flex backend.
 
-/// Defines `$name(args)`, which runs `$body` compiled for AVX2 + FMA when the CPU has them
-/// (checked once, at run time) and for the baseline instruction set otherwise. The body is
-/// plain scalar Rust that LLVM vectorises; AVX2 doubles the vector width over the x86-64
-/// baseline's SSE2. Inside the body the constant `FMA` says which of the two is being
-/// compiled, for the math functions that take it ([`math::madd`]): fused multiply-adds where
-/// the instruction exists, a multiply and an add where it would be a library call.
+/// Defines `$name(args)`, which runs `$body` compiled for the widest of three instruction sets
+/// that the CPU has (checked once, at run time; see [`simd`]): AVX-512 (with FMA), AVX2 + FMA,
+/// or the x86-64 baseline. The body is plain scalar Rust that LLVM vectorises; each step
+/// doubles the vector width. Inside the body the constant `FMA` says whether fused multiply-adds
+/// exist, for the math functions that take it ([`math::madd`]): fused where the instruction
+/// exists, a multiply and an add where it would be a library call. The AVX-512 and AVX2 paths
+/// compute the same operations in the same order, so they give the same results to the bit;
+/// the baseline path, without fused multiply-adds, rounds differently.
 macro_rules! vectorized {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
         $(#[$meta])*
@@ -15,18 +17,70 @@ macro_rules! vectorized {
             fn body<const FMA: bool>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    body::<true>($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) {
                     body::<true>($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU supports the features `avx2` was compiled for.
-                    return unsafe { avx2($($arg),*) };
+                match $crate::flex::simd() {
+                    // SAFETY: `simd` reports only instruction sets the CPU has.
+                    $crate::flex::Simd::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above.
+                    $crate::flex::Simd::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::flex::Simd::Baseline => {}
                 }
             }
             body::<false>($($arg),*)
         }
     };
+}
+
+/// The instruction sets the kernels are compiled for, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Simd {
+    /// x86-64's baseline (SSE2), or any other architecture.
+    Baseline,
+    /// AVX2 with FMA.
+    Avx2,
+    /// AVX-512 (F and VL) with FMA.
+    Avx512,
+}
+
+/// The widest instruction set this CPU has, capped by the environment variable `EMBER_SIMD`
+/// (`avx512`, `avx2` or `baseline`), which lets the tests run the narrower paths on a CPU that
+/// has the wider ones. Decided once per process.
+///
+/// # Panics
+/// If `EMBER_SIMD` is set to anything else.
+pub(crate) fn simd() -> Simd {
+    static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var("EMBER_SIMD").as_deref() {
+            Err(_) | Ok("avx512") => Simd::Avx512,
+            Ok("avx2") => Simd::Avx2,
+            Ok("baseline") => Simd::Baseline,
+            Ok(other) => panic!("EMBER_SIMD={other:?} is not an instruction set; use avx512, avx2 or baseline"),
+        };
+        detected().min(cap)
+    })
+}
+
+/// The widest instruction set this CPU has.
+fn detected() -> Simd {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("fma") && has!("avx512f") && has!("avx512vl") {
+            return Simd::Avx512;
+        }
+        if has!("fma") && has!("avx2") {
+            return Simd::Avx2;
+        }
+    }
+    Simd::Baseline
 }
 
 mod adamw;
