@@ -33,8 +33,9 @@ pub struct BenchArgs {
     /// Stop timing after this many seconds (once two steps are done).
     #[arg(long, default_value_t = 30.0)]
     max_seconds: f64,
-    /// The fp32 matrix-multiply peak for MFU, in GFLOP/s (default: measured on the device,
-    /// 2048×2048 by 2048×2048).
+    /// The fp32 matrix-multiply peak for MFU, in GFLOP/s (default: measured on the device: with
+    /// CPU shards, every shard's thread multiplying its own 1024×1024 matrices at once, as
+    /// training uses the cores; otherwise one 2048×2048 product).
     #[arg(long)]
     peak_gflops: Option<f64>,
     /// Benchmark generation instead: tokens/s with and without the KV cache.
@@ -101,7 +102,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let b = bench::bench_training(m, t, args.vocab, budget, shards.as_ref(), &device)?;
     let peak = match args.peak_gflops {
         Some(p) => p,
-        None => bench::matmul_peak_gflops(&device, 2048, 5),
+        None => match &shards {
+            Some(shards) => bench::sharded_matmul_peak_gflops(shards, &device, 1024, 5),
+            None => bench::matmul_peak_gflops(&device, 2048, 5),
+        },
     };
     let mfu = b.achieved_gflops / peak;
     let rss = peak_rss_mb();

@@ -208,6 +208,24 @@ pub fn matmul_peak_gflops(device: &Device, n: usize, reps: usize) -> f64 {
     2.0 * (n as f64).powi(3) / best / 1e9
 }
 
+/// The f32 matrix-multiply rate of the CPU's cores as sharded training uses them: each shard's
+/// pool multiplies its own `n × n` by `n × n` at the same moment; the best total over `reps`
+/// runs, in GFLOP/s. One product split across all cores (as [`matmul_peak_gflops`] measures)
+/// spends part of its time synchronising the threads and so understates what the cores can do.
+pub fn sharded_matmul_peak_gflops(shards: &Shards, device: &Device, n: usize, reps: usize) -> f64 {
+    let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let product = |_| a.clone().matmul(b.clone()).sum().into_scalar::<f32>();
+    let _ = shards.run_each(product); // warm-up
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let start = Instant::now();
+        let _ = shards.run_each(product);
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    shards.len() as f64 * 2.0 * (n as f64).powi(3) / best / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

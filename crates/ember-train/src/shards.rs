@@ -101,6 +101,15 @@ impl Shards {
     }
 }
 
+impl Shards {
+    /// Runs `job(i)` on the i-th pool for every pool, all at once, and returns the results in
+    /// pool order.
+    pub fn run_each<R: Send>(&self, job: impl Fn(usize) -> R + Sync) -> Vec<R> {
+        let job = &job;
+        run_in_pools(&self.pools, (0..self.pools.len()).map(|i| move || job(i)))
+    }
+}
+
 /// Runs the i-th job on the i-th pool, all at once, and returns their results in order. The
 /// calling thread only hands the jobs out and waits (no thread is started).
 fn run_in_pools<R: Send, J: FnOnce() -> R + Send>(
@@ -167,6 +176,20 @@ mod tests {
             .map(|i| ((i * 7 + i / 3 + salt) % 11) as u32)
             .collect();
         Batch::from_windows(&ids, block)
+    }
+
+    #[test]
+    fn run_each_runs_job_i_on_pool_i_at_the_same_time() {
+        let shards = Shards::new(3, 3).unwrap();
+        let barrier = std::sync::Barrier::new(3);
+        let names = shards.run_each(|i| {
+            barrier.wait(); // every job waits for the others: they run at once, or this hangs
+            (i, std::thread::current().name().unwrap_or("").to_string())
+        });
+        let expected: Vec<(usize, String)> = (0..3).map(|i| (i, format!("ember-shard-{i}.0"))).collect();
+        assert_eq!(names, expected);
+        let peak = crate::bench::sharded_matmul_peak_gflops(&shards, &Device::flex(), 32, 2);
+        assert!(peak.is_finite() && peak > 0.0, "{peak}");
     }
 
     #[test]
