@@ -490,7 +490,7 @@ fn self_attention_matches_split_rope_attend_merge() {
 }
 
 /// Every kernel's outputs and gradients on fixed inputs, as bits: what
-/// `every_instruction_set_gives_the_same_bits` compares across processes.
+/// `every_instruction_set_gives_the_same_results` compares across processes.
 fn kernel_bits() -> Vec<u32> {
     let mut out = Vec::new();
     let mut add = |v: Vec<f32>| out.extend(v.into_iter().map(f32::to_bits));
