@@ -196,16 +196,8 @@ pub fn bench_generation(
 
 /// The best f32 matrix-multiply rate of `n × n` by `n × n` over `reps` runs, in GFLOP/s.
 pub fn matmul_peak_gflops(device: &Device, n: usize, reps: usize) -> f64 {
-    let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
-    let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
-    let _ = a.clone().matmul(b.clone()).sum().into_scalar::<f32>(); // warm-up
-    let mut best = f64::INFINITY;
-    for _ in 0..reps {
-        let start = Instant::now();
-        let _ = a.clone().matmul(b.clone()).sum().into_scalar::<f32>();
-        best = best.min(start.elapsed().as_secs_f64());
-    }
-    2.0 * (n as f64).powi(3) / best / 1e9
+    let product = square_product(n, device);
+    2.0 * (n as f64).powi(3) / best_seconds(reps, || product()) / 1e9
 }
 
 /// The f32 matrix-multiply rate of the CPU's cores as sharded training uses them: each shard's
@@ -213,17 +205,32 @@ pub fn matmul_peak_gflops(device: &Device, n: usize, reps: usize) -> f64 {
 /// runs, in GFLOP/s. One product split across all cores (as [`matmul_peak_gflops`] measures)
 /// spends part of its time synchronising the threads and so understates what the cores can do.
 pub fn sharded_matmul_peak_gflops(shards: &Shards, device: &Device, n: usize, reps: usize) -> f64 {
+    let product = square_product(n, device);
+    let seconds = best_seconds(reps, || {
+        shards.run_each(|_| product());
+    });
+    shards.len() as f64 * 2.0 * (n as f64).powi(3) / seconds / 1e9
+}
+
+/// A function that multiplies two random `n × n` matrices and waits for the result.
+fn square_product(n: usize, device: &Device) -> impl Fn() + Sync {
     let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
     let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
-    let product = |_| a.clone().matmul(b.clone()).sum().into_scalar::<f32>();
-    let _ = shards.run_each(product); // warm-up
+    move || {
+        let _ = a.clone().matmul(b.clone()).sum().into_scalar::<f32>();
+    }
+}
+
+/// The shortest time of `reps` runs of `run`, in seconds, after one untimed warm-up run.
+fn best_seconds(reps: usize, mut run: impl FnMut()) -> f64 {
+    run();
     let mut best = f64::INFINITY;
     for _ in 0..reps {
         let start = Instant::now();
-        let _ = shards.run_each(product);
+        run();
         best = best.min(start.elapsed().as_secs_f64());
     }
-    shards.len() as f64 * 2.0 * (n as f64).powi(3) / best / 1e9
+    best
 }
 
 #[cfg(test)]
