@@ -388,9 +388,20 @@ fn attention_reads_strided_heads_and_runs_without_autodiff() {
 
 #[test]
 fn linear_matches_matmul_plus_bias_with_every_gradient() {
-    for (case, &(rows, k, n)) in [(37, 19, 23), (768, 128, 384), (3, 1, 5)].iter().enumerate() {
+    // One row (a cached generation step) takes the matrix-vector kernel, in one part or in
+    // several; the last case reads a narrowed weight, its rows longer than its width.
+    let cases = [
+        (37, 19, 23, 0),
+        (768, 128, 384, 0),
+        (3, 1, 5, 0),
+        (1, 7, 5, 0),
+        (1, 384, 1152, 0),
+        (1, 300, 500, 3),
+    ];
+    for (case, &(rows, k, n, extra)) in cases.iter().enumerate() {
         let seed = 50 + 3 * case as u64;
-        let (x, w, b) = (random([rows, k], seed), random([k, n], seed + 1), random([n], seed + 2));
+        let w = random([k, n + extra], seed + 1).narrow(1, 0, n);
+        let (x, b) = (random([rows, k], seed), random([n], seed + 2));
         let grads_of = |fused: bool| {
             let (x, w, b) = (
                 x.clone().require_grad(),
@@ -507,6 +518,10 @@ fn kernel_bits() -> Vec<u32> {
     let weight = random([37, 19], 4);
     add_run(run(&[x.clone()], |x| {
         ember_kernels::linear(x[0].clone(), weight.clone(), random([19], 5))
+    }));
+    let (row, weight) = (random([1, 384], 12), random([384, 1152], 13)); // the matrix-vector kernel
+    add_run(run(&[row], |x| {
+        ember_kernels::linear(x[0].clone(), weight.clone(), random([1152], 14))
     }));
     let (t, heads, d) = (70, 2, 16);
     let qkv = random([2, t, 3 * heads * d], 6);

@@ -5,7 +5,7 @@ use burn_flex::FlexTensor;
 use burn_std::Shape;
 use rayon::prelude::*;
 
-use super::{contiguous_values, from_vec, uninit};
+use super::{contiguous_values, from_vec, gemv, uninit};
 
 /// Below this many multiply-adds a product runs on one thread.
 const PARALLEL_THRESHOLD: usize = 1 << 18;
@@ -95,6 +95,22 @@ pub fn linear(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
     assert_eq!(ws[0], k, "inner dimensions differ");
     let bias = contiguous_values(&b);
     assert_eq!(bias.len(), n, "the bias must have one value per output");
+    let (w_rs, w_cs) = (w.layout().strides()[0], w.layout().strides()[1]);
+    if m == 1 && k > 0 && n > 0 && w_cs == 1 && w_rs >= n as isize {
+        // One row (a generation step with the KV cache): a matrix-vector product, which every
+        // thread helps read from memory (see `gemv`).
+        let x_row = contiguous_values(&x);
+        let w_data: &[f32] = w.storage();
+        let mut out = uninit(n);
+        gemv::row_times_matrix(
+            &mut out,
+            &x_row,
+            &w_data[w.layout().start_offset()..],
+            w_rs as usize,
+            &bias,
+        );
+        return from_vec(out, Shape::from(vec![1, n]));
+    }
     let mut out = uninit(m * n);
     if n > 0 {
         for row in out.chunks_mut(n) {
@@ -103,7 +119,6 @@ pub fn linear(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
     }
     if m * n > 0 && k > 0 {
         let (x_rs, x_cs) = (x.layout().strides()[0], x.layout().strides()[1]);
-        let (w_rs, w_cs) = (w.layout().strides()[0], w.layout().strides()[1]);
         let x_data: &[f32] = x.storage();
         let w_data: &[f32] = w.storage();
         let parallelism = if m * n * k >= PARALLEL_THRESHOLD {

@@ -87,6 +87,7 @@ mod adamw;
 mod attention;
 mod cross_entropy;
 mod gelu;
+mod gemv;
 mod layer_norm;
 mod math;
 mod matmul;
