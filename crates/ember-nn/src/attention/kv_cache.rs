@@ -3,16 +3,27 @@
 //! Without a cache, producing token `n + 1` re-runs the model over all `n` previous tokens.
 //! With one, each layer keeps the (already rotated) keys and the values of past positions, and a
 //! step only computes the newest position's query, key and value.
+//!
+//! The cache keeps room to grow: its buffers hold more positions than are filled, a step writes
+//! its keys and values into the next free positions, and attention reads the filled ones
+//! through a view. Concatenating instead would copy every past key and value at every step.
+//! When the room runs out, the buffers are replaced by ones twice as long.
 
 use burn::tensor::Tensor;
+
+/// Positions a cache has room for at first, at least.
+const FIRST_CAPACITY: usize = 64;
 
 /// Keys and values of the positions seen so far by one attention layer.
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
-    /// Shape `[batch, n_heads, past, d_head]`; `None` before the first step.
+    /// Shape `[batch, n_heads, capacity, d_head]`, of which the first `len` positions are
+    /// filled; `None` before the first step.
     keys: Option<Tensor<4>>,
-    /// Shape `[batch, n_heads, past, d_head]`; `None` before the first step.
+    /// As `keys`.
     values: Option<Tensor<4>>,
+    /// Positions filled.
+    len: usize,
 }
 
 impl KvCache {
@@ -23,12 +34,12 @@ impl KvCache {
 
     /// Number of positions held (`past`).
     pub fn len(&self) -> usize {
-        self.keys.as_ref().map_or(0, |k| k.dims()[2])
+        self.len
     }
 
     /// Whether no position is held yet.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// Appends this step's keys and values; returns those of every position so far.
@@ -37,16 +48,84 @@ impl KvCache {
     /// - keys, values: `[batch, n_heads, seq, d_head]`
     /// - returns two `[batch, n_heads, past + seq, d_head]`
     pub fn append(&mut self, keys: Tensor<4>, values: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-        let keys = match self.keys.take() {
-            Some(past) => Tensor::cat(vec![past, keys], 2),
-            None => keys,
-        };
-        let values = match self.values.take() {
-            Some(past) => Tensor::cat(vec![past, values], 2),
-            None => values,
-        };
-        self.keys = Some(keys.clone());
-        self.values = Some(values.clone());
+        let (past, seq) = (self.len, keys.dims()[2]);
+        let len = past + seq;
+        let keys = write(&mut self.keys, past, keys);
+        let values = write(&mut self.values, past, values);
+        self.len = len;
         (keys, values)
+    }
+}
+
+/// Writes `new` at positions `past..past + seq` of `buffer` (replacing it with a longer one
+/// first if it has no room) and returns a view of positions `0..past + seq`.
+///
+/// # Shapes
+/// - buffer: `[batch, n_heads, capacity, d_head]`
+/// - new: `[batch, n_heads, seq, d_head]`
+fn write(buffer: &mut Option<Tensor<4>>, past: usize, new: Tensor<4>) -> Tensor<4> {
+    let [batch, heads, seq, d_head] = new.dims();
+    let len = past + seq;
+    let room = match buffer.take() {
+        Some(room) if room.dims()[2] >= len => room,
+        old => {
+            let capacity = len.max(2 * past).max(FIRST_CAPACITY);
+            let room = Tensor::zeros([batch, heads, capacity, d_head], &new.device());
+            match old {
+                Some(old) if past > 0 => {
+                    room.slice_assign([0..batch, 0..heads, 0..past, 0..d_head], old.narrow(2, 0, past))
+                }
+                _ => room,
+            }
+        }
+    };
+    // The buffer is this cache's alone here (the views of the last step are gone), so the
+    // write below changes it in place on the CPU instead of copying it.
+    let room = room.slice_assign([0..batch, 0..heads, past..len, 0..d_head], new);
+    *buffer = Some(room.clone());
+    room.narrow(2, 0, len)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::{device, values};
+    use burn::tensor::Distribution;
+
+    fn random(seq: usize) -> Tensor<4> {
+        Tensor::random([2, 3, seq, 4], Distribution::Normal(0.0, 1.0), &device())
+    }
+
+    #[test]
+    fn holds_what_concatenation_would_through_every_growth() {
+        let mut cache = KvCache::new();
+        let (mut all_k, mut all_v) = (Vec::new(), Vec::new());
+        // 1 + 3 + 70 + 1·60 + 130 positions: past the first room (64) and two doublings.
+        let steps = [1, 3, 70].into_iter().chain([1; 60]).chain([130]);
+        for seq in steps {
+            let (k, v) = (random(seq), random(seq));
+            all_k.push(k.clone());
+            all_v.push(v.clone());
+            let (keys, vals) = cache.append(k, v);
+            let len = cache.len();
+            assert_eq!(keys.dims(), [2, 3, len, 4]);
+            assert_eq!(values(&keys), values(&Tensor::cat(all_k.clone(), 2)));
+            assert_eq!(values(&vals), values(&Tensor::cat(all_v.clone(), 2)));
+        }
+        assert_eq!(cache.len(), 264);
+    }
+
+    #[test]
+    fn clones_of_a_cache_grow_apart() {
+        // A clone shares the buffers: each must write its next position into its own copy.
+        let mut a = KvCache::new();
+        let (k0, v0) = (random(2), random(2));
+        a.append(k0.clone(), v0.clone());
+        let mut b = a.clone();
+        let (ka, kb) = (random(1), random(1));
+        let (keys_a, _) = a.append(ka.clone(), random(1));
+        let (keys_b, _) = b.append(kb.clone(), random(1));
+        assert_eq!(values(&keys_a), values(&Tensor::cat(vec![k0.clone(), ka], 2)));
+        assert_eq!(values(&keys_b), values(&Tensor::cat(vec![k0, kb], 2)));
     }
 }
