@@ -44,6 +44,10 @@ pub struct BenchArgs {
     /// With --generate: tokens to generate.
     #[arg(long, default_value_t = 256)]
     new_tokens: usize,
+    /// With --generate: rounds, each generating once with the cache and once without; the
+    /// medians are reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -57,30 +61,42 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    if args.vocab == 0 || args.steps == 0 || args.new_tokens == 0 {
-        bail!("--vocab, --steps and --new-tokens must be at least 1");
+    if args.vocab == 0 || args.steps == 0 || args.new_tokens == 0 || args.rounds == 0 {
+        bail!("--vocab, --steps, --new-tokens and --rounds must be at least 1");
     }
     let config = RunConfig::load(&args.config, &args.overrides)?;
     let device = device::parse(&args.device)?;
     let m = &config.model;
     let t = &config.train;
     if args.generate {
-        let g = bench::bench_generation(m, args.vocab, args.new_tokens, t.seed, &device)?;
-        let speedup = g.cached_tokens_per_s / g.recompute_tokens_per_s;
+        let g = bench::bench_generation(m, args.vocab, args.new_tokens, args.rounds, t.seed, &device)?;
+        let (cached, recompute) = (g.cached_median(), g.recompute_median());
+        let speedup = cached / recompute;
         if args.json {
             println!(
                 "{}",
                 serde_json::json!({
                     "what": "generate", "device": args.device, "n_layer": m.n_layer, "n_head": m.n_head,
                     "d_model": m.d_model, "block": m.block_size, "vocab": args.vocab, "new_tokens": g.new_tokens,
-                    "cached_tokens_per_s": g.cached_tokens_per_s, "recompute_tokens_per_s": g.recompute_tokens_per_s,
+                    "rounds": args.rounds, "cached_tokens_per_s": cached, "recompute_tokens_per_s": recompute,
+                    "cached_rounds": g.cached_tokens_per_s, "recompute_rounds": g.recompute_tokens_per_s,
                     "speedup": speedup, "identical": g.identical, "peak_rss_mb": peak_rss_mb(),
                 })
             );
         } else {
-            println!("generation of {} tokens after a 1-token prompt (greedy)", g.new_tokens);
-            println!("with KV cache     {:.1} tokens/s", g.cached_tokens_per_s);
-            println!("recomputing       {:.1} tokens/s", g.recompute_tokens_per_s);
+            let list = |v: &[f64]| v.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ");
+            println!(
+                "generation of {} tokens after a 1-token prompt (greedy), {} rounds, medians",
+                g.new_tokens, args.rounds
+            );
+            println!(
+                "with KV cache     {cached:.1} tokens/s ({})",
+                list(&g.cached_tokens_per_s)
+            );
+            println!(
+                "recomputing       {recompute:.1} tokens/s ({})",
+                list(&g.recompute_tokens_per_s)
+            );
             println!("speed-up          {speedup:.1}×; identical tokens: {}", g.identical);
         }
         if !g.identical {

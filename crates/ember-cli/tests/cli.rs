@@ -531,3 +531,47 @@ fn cpu_shards_train_the_same_model_and_bad_counts_are_refused() {
         "{line}"
     );
 }
+
+#[test]
+fn bench_reports_training_and_generation_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    let train_args = [
+        "bench",
+        "--config",
+        "nano.toml",
+        "--steps",
+        "3",
+        "--min-seconds",
+        "0",
+        "--peak-gflops",
+        "100",
+        "--json",
+    ];
+    let b: Value = serde_json::from_str(stdout(&ok(dir, &train_args)).trim()).unwrap();
+    for key in ["tokens_per_s", "step_ms", "mfu", "peak_rss_mb"] {
+        assert!(b[key].as_f64().is_some_and(|v| v > 0.0), "{key} in {b}");
+    }
+    let gen_args = [
+        "bench",
+        "--config",
+        "nano.toml",
+        "--generate",
+        "--new-tokens",
+        "20",
+        "--rounds",
+        "3",
+        "--json",
+    ];
+    let g: Value = serde_json::from_str(stdout(&ok(dir, &gen_args)).trim()).unwrap();
+    assert_eq!(g["identical"], true, "{g}");
+    let rounds = g["cached_rounds"].as_array().unwrap();
+    assert_eq!((rounds.len(), g["recompute_rounds"].as_array().unwrap().len()), (3, 3));
+    // The reported rate is the median of the rounds.
+    let mut sorted: Vec<f64> = rounds.iter().map(|v| v.as_f64().unwrap()).collect();
+    sorted.sort_by(f64::total_cmp);
+    assert_eq!(g["cached_tokens_per_s"].as_f64(), Some(sorted[1]));
+    let err = fails(dir, &["bench", "--config", "nano.toml", "--generate", "--rounds", "0"]);
+    assert!(err.contains("--rounds"), "{err}");
+}
