@@ -7,7 +7,7 @@
 //! about 31 GB/s here and two about 57 (a throwaway C loop summing a 42 MB buffer). gemm's
 //! matrix-vector path runs on one thread (28 GB/s over the model's 24 matrices). This kernel
 //! cuts the rows of `W` into parts that the pool's threads read at once: 37–48 GB/s with two
-//! threads, and sampling with the KV cache about 1.4× as fast (README, Performance).
+//! threads, and sampling with the KV cache about 1.3× as fast (README, Performance).
 //!
 //! Splitting the columns instead, each thread reading its range of every row, ran at half the
 //! speed even on one thread: a thread's prefetcher follows a stream front to back, and a range
