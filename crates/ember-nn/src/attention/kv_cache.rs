@@ -70,7 +70,7 @@ fn write(buffer: &mut Option<Tensor<4>>, past: usize, new: Tensor<4>) -> Tensor<
         Some(room) if room.dims()[2] >= len => room,
         old => {
             let capacity = len.max(2 * past).max(FIRST_CAPACITY);
-            let room = Tensor::zeros([batch, heads, capacity, d_head], &new.device());
+            let room = Tensor::zeros([batch, heads, capacity, d_head], (&new.device(), new.dtype()));
             match old {
                 Some(old) if past > 0 => {
                     room.slice_assign([0..batch, 0..heads, 0..past, 0..d_head], old.narrow(2, 0, past))
@@ -90,7 +90,7 @@ fn write(buffer: &mut Option<Tensor<4>>, past: usize, new: Tensor<4>) -> Tensor<
 mod tests {
     use super::*;
     use crate::test_util::{device, values};
-    use burn::tensor::Distribution;
+    use burn::tensor::{DType, Distribution, FloatDType};
 
     fn random(seq: usize) -> Tensor<4> {
         Tensor::random([2, 3, seq, 4], Distribution::Normal(0.0, 1.0), &device())
@@ -113,6 +113,18 @@ mod tests {
             assert_eq!(values(&vals), values(&Tensor::cat(all_v.clone(), 2)));
         }
         assert_eq!(cache.len(), 264);
+    }
+
+    #[test]
+    fn half_precision_keys_stay_half_precision_through_a_growth() {
+        let mut cache = KvCache::new();
+        let half = |t: Tensor<4>| t.cast(FloatDType::F16);
+        let (k0, k1) = (half(random(60)), half(random(10))); // 70 positions: past the first room
+        cache.append(k0.clone(), k0.clone());
+        let (keys, _) = cache.append(k1.clone(), k1.clone());
+        assert_eq!(keys.dtype(), DType::F16);
+        let as_f32 = |t: Tensor<4>| values(&t.cast(FloatDType::F32));
+        assert_eq!(as_f32(keys), as_f32(Tensor::cat(vec![k0, k1], 2)));
     }
 
     #[test]
