@@ -9,9 +9,9 @@
 //! cuts the rows of `W` into parts that the pool's threads read at once: 37–48 GB/s with two
 //! threads, and sampling with the KV cache about 1.3× as fast (README, Performance).
 //!
-//! Splitting the columns instead, each thread reading its range of every row, ran at half the
-//! speed even on one thread: a thread's prefetcher follows a stream front to back, and a range
-//! of each row is not one.
+//! Splitting the columns instead, each thread reading its range of every row, was slower even
+//! on one thread, probably because a range of each row is not one stream for the hardware
+//! prefetcher to follow; each part here reads its rows front to back.
 
 use rayon::prelude::*;
 
@@ -26,10 +26,8 @@ const MAX_PARTS: usize = 8;
 /// `out = x · W + bias`, where `W` is `[x.len(), out.len()]` with rows `w_rs` values apart and
 /// consecutive columns (`w[i * w_rs + j]` is `W[i, j]`).
 ///
-/// The rows are cut into parts of consecutive rows, run on the pool's threads. Each part reads
-/// its rows front to back (the order the hardware prefetcher follows best; a thread that read
-/// a range of every row's columns instead reached half the speed) and adds each row, times its
-/// `x[i]`, to the part's sums in order. `out[j]` is then `bias[j] + (s₀[j] + s₁[j] + …)`, the
+/// The rows are cut into parts of consecutive rows, run on the pool's threads. Each part adds
+/// each of its rows, times its `x[i]`, to the part's sums in order. `out[j]` is then `bias[j] + (s₀[j] + s₁[j] + …)`, the
 /// parts' sums added in order. How many parts depends on the size of `W` alone, so the result
 /// is the same on any number of threads.
 pub fn row_times_matrix(out: &mut [f32], x: &[f32], w: &[f32], w_rs: usize, bias: &[f32]) {
@@ -40,7 +38,7 @@ pub fn row_times_matrix(out: &mut [f32], x: &[f32], w: &[f32], w_rs: usize, bias
         "the weights hold k rows of n columns"
     );
     let parts = (k * n / WEIGHTS_PER_PART).clamp(1, MAX_PARTS.min(k.max(1)));
-    let rows = k.div_ceil(parts.max(1)); // rows per part
+    let rows = k.div_ceil(parts); // rows per part
     if parts == 1 {
         out.fill(0.0);
         add_rows(out, x, w, w_rs);
