@@ -483,6 +483,32 @@ impl<B: KernelOps, C: CheckpointStrategy> KernelOps for Autodiff<B, C> {
         (constant::<B, C>(t), constant::<B, C>(m), constant::<B, C>(v))
     }
 
+    fn ember_cached_self_attention(
+        qkv: AdTensor<B, C>,
+        cos: AdTensor<B, C>,
+        sin: AdTensor<B, C>,
+        keys: AdTensor<B, C>,
+        values: AdTensor<B, C>,
+        bias: AdTensor<B, C>,
+        past: usize,
+        heads: usize,
+        scale: f32,
+    ) -> (AdTensor<B, C>, AdTensor<B, C>, AdTensor<B, C>) {
+        // Generation, outside the graph: the results are constants.
+        let (out, keys, values) = B::ember_cached_self_attention(
+            qkv.into_primitive(),
+            cos.into_primitive(),
+            sin.into_primitive(),
+            keys.into_primitive(),
+            values.into_primitive(),
+            bias.into_primitive(),
+            past,
+            heads,
+            scale,
+        );
+        (constant::<B, C>(out), constant::<B, C>(keys), constant::<B, C>(values))
+    }
+
     fn ember_sum_squares(x: AdTensor<B, C>) -> AdTensor<B, C> {
         // Used on gradients, outside the graph.
         constant::<B, C>(B::ember_sum_squares(x.into_primitive()))

@@ -112,6 +112,47 @@ pub fn self_attention(
     })
 }
 
+/// [`self_attention`] for `seq` new positions after `past` cached ones, for generation (no
+/// gradients flow through it): the new positions' keys (with RoPE) and values are written into
+/// the cache buffers `keys` and `values` at positions `past..past + seq` (in place when nothing
+/// else holds the buffers), and each new query attends to positions `0..past + seq` of them.
+/// `cos` and `sin` are the tables of positions `past..past + seq`. Returns the output and the
+/// two buffers. Call only when [`fused`] holds.
+///
+/// # Shapes
+/// - qkv: `[batch, seq, 3·d_model]`, cos and sin: `[seq, d_model / heads]`,
+///   bias: `[seq, past + seq]`
+/// - keys, values: `[batch, heads, capacity, d_model / heads]`, capacity ≥ `past + seq`
+/// - returns `([batch, seq, d_model], keys, values)`
+#[allow(clippy::too_many_arguments)]
+pub fn cached_self_attention(
+    qkv: Tensor<3>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    (keys, values): (Tensor<4>, Tensor<4>),
+    bias: Tensor<2>,
+    past: usize,
+    heads: usize,
+    scale: f64,
+) -> (Tensor<3>, Tensor<4>, Tensor<4>) {
+    let (out, keys, values) = <Dispatch as KernelOps>::ember_cached_self_attention(
+        qkv.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        keys.into_dispatch(),
+        values.into_dispatch(),
+        bias.into_dispatch(),
+        past,
+        heads,
+        scale as f32,
+    );
+    (
+        Tensor::from_dispatch(out),
+        Tensor::from_dispatch(keys),
+        Tensor::from_dispatch(values),
+    )
+}
+
 /// Mean cross-entropy (nats) of logits against target ids. Call only when [`fused`] holds.
 ///
 /// # Shapes

@@ -117,6 +117,22 @@ pub trait KernelOps: Backend {
         scale: f32,
     ) -> FloatTensor<Self>;
 
+    /// [`ember_self_attention`](Self::ember_self_attention) for new positions after `past`
+    /// cached ones, outside any autodiff graph (generation): writes the new keys and values
+    /// into the cache buffers and returns `(out, keys, values)`.
+    #[allow(clippy::too_many_arguments)]
+    fn ember_cached_self_attention(
+        qkv: FloatTensor<Self>,
+        cos: FloatTensor<Self>,
+        sin: FloatTensor<Self>,
+        keys: FloatTensor<Self>,
+        values: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        past: usize,
+        heads: usize,
+        scale: f32,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+
     /// Mean cross-entropy of `[n, v]` logits against `[n]` targets, as a `[1]` tensor.
     fn ember_cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self>;
 

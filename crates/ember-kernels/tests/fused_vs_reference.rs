@@ -500,6 +500,56 @@ fn self_attention_matches_split_rope_attend_merge() {
     }
 }
 
+#[test]
+fn cached_self_attention_gives_the_last_rows_of_self_attention_over_the_whole_sequence() {
+    // Steps of 3, 1, 1 and 70 positions (past the buffers' 64 at the third step, so they are
+    // replaced by longer ones as the cache would) against the reference over all 75 at once:
+    // with the causal mask, step rows past..past + s of the whole attention are the step's.
+    let (b, heads, d, steps) = (2, 3, 8, [3, 1, 1, 70]);
+    let t: usize = steps.iter().sum();
+    let qkv = random([b, t, 3 * heads * d], 80).inner();
+    let (cos, sin) = rope_tables(t, d);
+    let (cos, sin) = (cos.inner(), sin.inner());
+    let mask = |q: usize, k: usize| mask_bias(q, k, usize::MAX).inner();
+    let whole = reference_self_attention(qkv.clone(), cos.clone(), sin.clone(), mask(t, t), heads);
+    let plain = |x: Tensor<3>| x.into_data().try_to_vec::<f32>().unwrap();
+    let buffers = |capacity: usize| Tensor::<4>::zeros([b, heads, capacity, d], &Device::flex());
+    let (mut keys, mut values) = (buffers(64), buffers(64));
+    let mut past = 0;
+    for s in steps {
+        if past + s > keys.dims()[2] {
+            let grow = |old: Tensor<4>| {
+                buffers(2 * (past + s)).slice_assign([0..b, 0..heads, 0..past, 0..d], old.narrow(2, 0, past))
+            };
+            (keys, values) = (grow(keys), grow(values));
+        }
+        let kept = keys.clone(); // a second holder: the kernel must write into a copy
+        let before = plain(kept.clone().reshape([b, heads * kept.dims()[2], d]));
+        let (y, k, v) = ember_kernels::cached_self_attention(
+            qkv.clone().narrow(1, past, s),
+            cos.clone().narrow(0, past, s),
+            sin.clone().narrow(0, past, s),
+            (keys, values),
+            mask(s, past + s),
+            past,
+            heads,
+            1.0 / (d as f64).sqrt(),
+        );
+        assert_eq!(
+            plain(kept.clone().reshape([b, heads * kept.dims()[2], d])),
+            before,
+            "step at {past}: a held buffer changed"
+        );
+        assert_close(
+            &format!("cached self-attention, {s} positions after {past}"),
+            &plain(y),
+            &plain(whole.clone().narrow(1, past, s)),
+            2e-5,
+        );
+        (keys, values, past) = (k, v, past + s);
+    }
+}
+
 /// Every kernel's outputs and gradients on fixed inputs, as bits: what
 /// `every_instruction_set_gives_the_same_results` compares across processes.
 fn kernel_bits() -> Vec<u32> {
@@ -527,9 +577,24 @@ fn kernel_bits() -> Vec<u32> {
     let qkv = random([2, t, 3 * heads * d], 6);
     let (cos, sin) = rope_tables(t, d);
     let mask = mask_bias(t, t, usize::MAX);
-    add_run(run(&[qkv], |x| {
+    add_run(run(&[qkv.clone()], |x| {
         ember_kernels::self_attention(x[0].clone(), cos.clone(), sin.clone(), mask.clone(), heads, 0.25)
     }));
+    // The last position after the first 69, through the cache (buffers filled with
+    // stand-ins for the first 69 positions' keys and values).
+    let stand_in = |seed| random([2, heads, t, d], seed).inner();
+    let (y, keys, _) = ember_kernels::cached_self_attention(
+        qkv.inner().narrow(1, t - 1, 1),
+        cos.inner().narrow(0, t - 1, 1),
+        sin.inner().narrow(0, t - 1, 1),
+        (stand_in(15), stand_in(16)),
+        mask_bias(1, t, usize::MAX).inner(),
+        t - 1,
+        heads,
+        0.25,
+    );
+    let plain = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
+    add_run((plain(y.unsqueeze()), vec![plain(keys)]));
     let scores = random([2, 9, 9], 7);
     add_run(run(&[scores], |s| {
         ember_kernels::softmax(s[0].clone(), mask_bias(9, 9, 4), 0.5)

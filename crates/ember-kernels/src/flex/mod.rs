@@ -207,6 +207,20 @@ impl KernelOps for Flex {
         self_attention::self_backward(qkv, cos, sin, bias, probs, grad, heads, scale)
     }
 
+    fn ember_cached_self_attention(
+        qkv: FlexTensor,
+        cos: FlexTensor,
+        sin: FlexTensor,
+        keys: FlexTensor,
+        values: FlexTensor,
+        bias: FlexTensor,
+        past: usize,
+        heads: usize,
+        scale: f32,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        self_attention::cached_forward(qkv, cos, sin, (keys, values), bias, past, heads, scale)
+    }
+
     fn ember_cross_entropy(logits: FlexTensor, targets: FlexTensor) -> FlexTensor {
         cross_entropy::forward(logits, &int_values(targets)).0
     }

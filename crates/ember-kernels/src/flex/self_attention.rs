@@ -110,6 +110,117 @@ pub fn self_forward(
     (out, probs)
 }
 
+/// [`self_forward`] for `s` new positions after `past` cached ones (generation): each head's
+/// new keys (rotated) and values are written into the cache buffers (`[batch, heads, capacity,
+/// d]`, positions `past..past + s`; in place when nothing else holds them, else into a copy),
+/// and its new queries attend to positions `0..past + s`. `cos` and `sin` are the tables of the
+/// new positions, `bias` is `[s, past + s]`. Returns the output `[batch, s, d_model]` and the
+/// two buffers.
+#[allow(clippy::too_many_arguments)]
+pub fn cached_forward(
+    qkv: FlexTensor,
+    cos: FlexTensor,
+    sin: FlexTensor,
+    (keys, values): (FlexTensor, FlexTensor),
+    bias: FlexTensor,
+    past: usize,
+    heads: usize,
+    scale: f32,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let shape = qkv.layout().shape().clone();
+    let (batch, s, width) = (shape[0], shape[1], shape[2]);
+    let dm = width / 3;
+    let d = dm / heads;
+    assert!(
+        width == 3 * dm && dm == heads * d && d.is_multiple_of(2),
+        "qkv must be [batch, seq, 3·heads·d], d even"
+    );
+    let capacity = keys.layout().shape()[2];
+    for buffer in [&keys, &values] {
+        assert_eq!(
+            buffer.layout().shape().to_vec(),
+            [batch, heads, capacity, d],
+            "the cache buffers must be [batch, heads, capacity, d_head]"
+        );
+    }
+    let tk = past + s;
+    assert!(
+        tk <= capacity,
+        "the cache buffers have room for {capacity} positions, not {tk}"
+    );
+    let x = contiguous_values(&qkv);
+    let (cos, sin, bias) = (
+        contiguous_values(&cos),
+        contiguous_values(&sin),
+        contiguous_values(&bias),
+    );
+    assert!(
+        cos.len() == s * d && sin.len() == s * d,
+        "RoPE tables must be [seq, d_head]"
+    );
+    assert_eq!(bias.len(), s * tk, "the mask bias must be [seq, past + seq]");
+    let extents = key_extents(&bias, s, tk);
+    let blocks = blocks(&extents);
+    let dims = Dims { d, dv: d, tk, scale };
+    let dense = |t: FlexTensor| {
+        if t.is_contiguous() && t.layout().start_offset() == 0 {
+            t
+        } else {
+            t.to_contiguous()
+        }
+    };
+    let (mut keys, mut values) = (dense(keys), dense(values));
+    // Copied here if something else holds them (copy on write), so the writes below touch
+    // this operation's buffers only.
+    let k_ptr = SharedMut(keys.storage_mut::<f32>().as_mut_ptr());
+    let v_ptr = SharedMut(values.storage_mut::<f32>().as_mut_ptr());
+
+    let mut out = uninit(batch * s * dm);
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    pairs(batch, heads, s, tk, d).for_each_init(
+        || (uninit(s * d), uninit(ROWS * tk), [Vec::new(), Vec::new()]),
+        |(q_rot, scratch, copies), pair| {
+            let (b, h) = (pair / heads, pair % heads);
+            let base = b * s * width;
+            let head = pair * capacity * d; // where head (b, h) starts in the buffers
+            // SAFETY: pair `pair` alone writes positions past..past + s of its head's
+            // buffers, and reads only its head's positions 0..past + s.
+            let (k_new, v_new) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(k_ptr.at(head + past * d), s * d),
+                    std::slice::from_raw_parts_mut(v_ptr.at(head + past * d), s * d),
+                )
+            };
+            rope_rows(k_new, &x[base + dm + h * d..], width, &cos, &sin, d);
+            for (r, v_row) in v_new.chunks_mut(d).enumerate() {
+                v_row.copy_from_slice(&x[base + 2 * dm + h * d + r * width..][..d]);
+            }
+            rope_rows(q_rot, &x[base + h * d..], width, &cos, &sin, d);
+            let q = Mat::of(q_rot.as_ptr(), d as isize, 1);
+            let (k, v) = (
+                Mat::of(k_ptr.at(head), d as isize, 1),
+                Mat::of(v_ptr.at(head), d as isize, 1),
+            );
+            let o = out_ptr.at(b * s * dm + h * d);
+            // SAFETY: as above; pair `pair` alone writes its d-wide slice of each output row;
+            // the scratch buffers are this task's own.
+            unsafe {
+                head_forward(
+                    (q, k, v),
+                    dims,
+                    (&blocks, &extents),
+                    &bias,
+                    scratch.as_mut_ptr(),
+                    false,
+                    (o, dm),
+                    copies,
+                )
+            };
+        },
+    );
+    (from_vec(out, Shape::from(vec![batch, s, dm])), keys, values)
+}
+
 /// `∂L/∂qkv` of [`self_forward`] from its inputs, its probabilities and `∂L/∂out`.
 #[allow(clippy::too_many_arguments)]
 pub fn self_backward(

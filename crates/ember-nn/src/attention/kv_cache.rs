@@ -9,7 +9,7 @@
 //! through a view. Concatenating instead would copy every past key and value at every step.
 //! When the room runs out, the buffers are replaced by ones twice as long.
 
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Device, Tensor};
 
 /// Positions a cache has room for at first, at least.
 const FIRST_CAPACITY: usize = 64;
@@ -49,28 +49,57 @@ impl KvCache {
     /// - returns two `[batch, n_heads, past + seq, d_head]`
     pub fn append(&mut self, keys: Tensor<4>, values: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let (past, seq) = (self.len, keys.dims()[2]);
-        let len = past + seq;
-        let keys = write(&mut self.keys, past, keys);
-        let values = write(&mut self.values, past, values);
-        self.len = len;
-        (keys, values)
+        let (room_k, room_v) = self.take_room(keys.dims(), keys.dtype(), &keys.device());
+        // The buffers are this cache's alone here (the views of the last step are gone), so
+        // the writes below change them in place on the CPU instead of copying them.
+        let at = |room: Tensor<4>, new: Tensor<4>| {
+            let [batch, heads, _, d_head] = new.dims();
+            room.slice_assign([0..batch, 0..heads, past..past + seq, 0..d_head], new)
+        };
+        let (room_k, room_v) = (at(room_k, keys), at(room_v, values));
+        self.put_back(room_k.clone(), room_v.clone(), seq);
+        (room_k.narrow(2, 0, past + seq), room_v.narrow(2, 0, past + seq))
+    }
+
+    /// Takes the key and value buffers out of the cache, with room for `seq` more positions
+    /// after the `len()` filled ones (allocated, or replaced by longer ones holding the same
+    /// positions, as needed), for an operation that writes the new positions itself (the fused
+    /// CPU kernel); [`put_back`](Self::put_back) returns them.
+    ///
+    /// # Shapes
+    /// - new: `[batch, n_heads, seq, d_head]`, the shape of the positions to come
+    /// - returns two `[batch, n_heads, capacity, d_head]`, capacity ≥ `len() + seq`
+    pub fn take_room(&mut self, new: [usize; 4], dtype: DType, device: &Device) -> (Tensor<4>, Tensor<4>) {
+        let past = self.len;
+        (
+            room(self.keys.take(), past, new, dtype, device),
+            room(self.values.take(), past, new, dtype, device),
+        )
+    }
+
+    /// Puts back the buffers [`take_room`](Self::take_room) lent, now holding `seq` more
+    /// positions.
+    pub fn put_back(&mut self, keys: Tensor<4>, values: Tensor<4>, seq: usize) {
+        self.keys = Some(keys);
+        self.values = Some(values);
+        self.len += seq;
     }
 }
 
-/// Writes `new` at positions `past..past + seq` of `buffer` (replacing it with a longer one
-/// first if it has no room) and returns a view of positions `0..past + seq`.
+/// `buffer` if it has room for `seq` positions after `past`, else a longer one (twice as long,
+/// at least [`FIRST_CAPACITY`]) holding its first `past` positions.
 ///
 /// # Shapes
 /// - buffer: `[batch, n_heads, capacity, d_head]`
 /// - new: `[batch, n_heads, seq, d_head]`
-fn write(buffer: &mut Option<Tensor<4>>, past: usize, new: Tensor<4>) -> Tensor<4> {
-    let [batch, heads, seq, d_head] = new.dims();
+fn room(buffer: Option<Tensor<4>>, past: usize, new: [usize; 4], dtype: DType, device: &Device) -> Tensor<4> {
+    let [batch, heads, seq, d_head] = new;
     let len = past + seq;
-    let room = match buffer.take() {
+    match buffer {
         Some(room) if room.dims()[2] >= len => room,
         old => {
             let capacity = len.max(2 * past).max(FIRST_CAPACITY);
-            let room = Tensor::zeros([batch, heads, capacity, d_head], (&new.device(), new.dtype()));
+            let room = Tensor::zeros([batch, heads, capacity, d_head], (device, dtype));
             match old {
                 Some(old) if past > 0 => {
                     room.slice_assign([0..batch, 0..heads, 0..past, 0..d_head], old.narrow(2, 0, past))
@@ -78,19 +107,14 @@ fn write(buffer: &mut Option<Tensor<4>>, past: usize, new: Tensor<4>) -> Tensor<
                 _ => room,
             }
         }
-    };
-    // The buffer is this cache's alone here (the views of the last step are gone), so the
-    // write below changes it in place on the CPU instead of copying it.
-    let room = room.slice_assign([0..batch, 0..heads, past..len, 0..d_head], new);
-    *buffer = Some(room.clone());
-    room.narrow(2, 0, len)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::test_util::{device, values};
-    use burn::tensor::{DType, Distribution, FloatDType};
+    use burn::tensor::{Distribution, FloatDType};
 
     fn random(seq: usize) -> Tensor<4> {
         Tensor::random([2, 3, seq, 4], Distribution::Normal(0.0, 1.0), &device())

@@ -111,13 +111,25 @@ impl CausalSelfAttention {
         let past = cache.as_ref().map_or(0, |c| c.len());
 
         let qkv = self.qkv.forward(x); // [batch, seq, 3·d_model]
-        if cache.is_none() && ember_kernels::fused(&qkv) && !sdpa::dropout_active(&self.attn_dropout, &qkv) {
+        // With a cache, the fused kernel serves generation only: it passes no gradient.
+        let kernel_serves = cache.is_none() || !qkv.device().is_autodiff();
+        if kernel_serves && ember_kernels::fused(&qkv) && !sdpa::dropout_active(&self.attn_dropout, &qkv) {
             // Everything from here to `proj` in one fused CPU kernel (same numbers; see
             // `ember-kernels`, whose tests compare it with these lines).
-            let (cos, sin) = self.rope.tables(0, seq); // [seq, d_head] each
-            let bias = mask::bias_slice(&self.mask_bias, 0, seq); // [seq, seq]
+            let (cos, sin) = self.rope.tables(past, seq); // [seq, d_head] each
+            let bias = mask::bias_slice(&self.mask_bias, past, seq); // [seq, past + seq]
             let scale = 1.0 / (d_head as f64).sqrt();
-            let y = ember_kernels::self_attention(qkv, cos, sin, bias, n_heads, scale); // [batch, seq, d_model]
+            let y = match cache {
+                None => ember_kernels::self_attention(qkv, cos, sin, bias, n_heads, scale),
+                Some(cache) => {
+                    // The kernel writes this step's keys and values into the cache's buffers.
+                    let room = cache.take_room([batch, n_heads, seq, d_head], qkv.dtype(), &qkv.device());
+                    let (y, keys, values) =
+                        ember_kernels::cached_self_attention(qkv, cos, sin, room, bias, past, n_heads, scale);
+                    cache.put_back(keys, values, seq);
+                    y
+                }
+            }; // [batch, seq, d_model]
             return self.proj.forward(y);
         }
         let [q, k, v] = qkv.chunk(3, 2).try_into().expect("three chunks");
@@ -187,21 +199,27 @@ mod tests {
 
     #[test]
     fn kv_cache_gives_the_same_outputs_as_the_full_sequence() {
-        let layer = layer(AttentionMask::Causal);
         let x = input(4);
-        let full = run(&layer, &x, 6);
-        let x = Tensor::<3>::from_data(TensorData::new(x, [2, 6, 8]), &device());
-        let mut cache = KvCache::new();
-        let mut stepwise = vec![Vec::new(); 2];
-        // a prompt of 3 positions, then one position at a time
-        for (start, len) in [(0, 3), (3, 1), (4, 1), (5, 1)] {
-            let out = layer.forward(x.clone().narrow(1, start, len), Some(&mut cache));
-            for (b, rows) in stepwise.iter_mut().enumerate() {
-                rows.extend(values(&out.clone().narrow(0, b, 1)));
+        let full = run(&layer(AttentionMask::Causal), &x, 6);
+        // On flex the fused kernel runs the cached steps; under autodiff the composition does.
+        for device in [device(), device().autodiff()] {
+            let layer = CausalSelfAttentionConfig::new(8, 2, 6)
+                .with_init_std(0.3)
+                .with_proj_init_std(0.3)
+                .init(&mut init::seeded(1), &device);
+            let x = Tensor::<3>::from_data(TensorData::new(x.clone(), [2, 6, 8]), &device);
+            let mut cache = KvCache::new();
+            let mut stepwise = vec![Vec::new(); 2];
+            // a prompt of 3 positions, then one position at a time
+            for (start, len) in [(0, 3), (3, 1), (4, 1), (5, 1)] {
+                let out = layer.forward(x.clone().narrow(1, start, len), Some(&mut cache));
+                for (b, rows) in stepwise.iter_mut().enumerate() {
+                    rows.extend(values(&out.clone().narrow(0, b, 1)));
+                }
             }
+            assert_eq!(cache.len(), 6);
+            assert_close(&stepwise.concat(), &full, 1e-5);
         }
-        assert_eq!(cache.len(), 6);
-        assert_close(&stepwise.concat(), &full, 1e-5);
     }
 
     #[test]
