@@ -157,10 +157,14 @@ mod tests {
     use burn::tensor::{Distribution, TensorData};
 
     fn layer(mask: AttentionMask) -> CausalSelfAttention {
+        layer_on(mask, &device())
+    }
+
+    fn layer_on(mask: AttentionMask, device: &Device) -> CausalSelfAttention {
         CausalSelfAttentionConfig::new(8, 2, 6)
             .with_init_std(0.3)
             .with_proj_init_std(0.3)
-            .init_with_mask(mask, &mut init::seeded(1), &device())
+            .init_with_mask(mask, &mut init::seeded(1), device)
     }
 
     fn input(seed: u64) -> Vec<f32> {
@@ -203,10 +207,7 @@ mod tests {
         let full = run(&layer(AttentionMask::Causal), &x, 6);
         // On flex the fused kernel runs the cached steps; under autodiff the composition does.
         for device in [device(), device().autodiff()] {
-            let layer = CausalSelfAttentionConfig::new(8, 2, 6)
-                .with_init_std(0.3)
-                .with_proj_init_std(0.3)
-                .init(&mut init::seeded(1), &device);
+            let layer = layer_on(AttentionMask::Causal, &device);
             let x = Tensor::<3>::from_data(TensorData::new(x.clone(), [2, 6, 8]), &device);
             let mut cache = KvCache::new();
             let mut stepwise = vec![Vec::new(); 2];
