@@ -502,7 +502,7 @@ fn self_attention_matches_split_rope_attend_merge() {
 
 #[test]
 fn cached_self_attention_gives_the_last_rows_of_self_attention_over_the_whole_sequence() {
-    // Steps of 3, 1, 1 and 70 positions (past the buffers' 64 at the third step, so they are
+    // Steps of 3, 1, 1 and 70 positions (past the buffers' 64 at the last step, so they are
     // replaced by longer ones as the cache would) against the reference over all 75 at once:
     // with the causal mask, step rows past..past + s of the whole attention are the step's.
     let (b, heads, d, steps) = (2, 3, 8, [3, 1, 1, 70]);
