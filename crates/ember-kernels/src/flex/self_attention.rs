@@ -11,6 +11,8 @@
 //! operations this removes the head split and merge copies, the RoPE passes and their
 //! backward, and the three zero-filled gradients that splitting `qkv` costs under autodiff.
 
+use std::borrow::Cow;
+
 use burn_flex::{FlexTensor, Layout};
 use burn_std::Shape;
 
@@ -18,6 +20,57 @@ use super::attention::{Dims, Mat, ROWS, SharedMut, blocks, head_backward, head_f
 use rayon::prelude::*;
 
 use super::{contiguous_values, from_vec, uninit};
+
+/// The operands every self-attention pass reads, checked and as contiguous values.
+struct Operands<'a> {
+    batch: usize,
+    /// `3·d_model`, the stride between positions of `qkv`.
+    width: usize,
+    dm: usize,
+    /// Width of a head.
+    d: usize,
+    x: Cow<'a, [f32]>,
+    cos: Cow<'a, [f32]>,
+    sin: Cow<'a, [f32]>,
+    bias: Cow<'a, [f32]>,
+}
+
+impl<'a> Operands<'a> {
+    /// `qkv` `[batch, seq, 3·d_model]`, the RoPE tables `[seq, d_head]` and the mask bias
+    /// `[seq, keys]`.
+    fn read(
+        qkv: &'a FlexTensor,
+        (cos, sin): (&'a FlexTensor, &'a FlexTensor),
+        bias: &'a FlexTensor,
+        heads: usize,
+        keys: usize,
+    ) -> Self {
+        let shape = qkv.layout().shape();
+        let (batch, t, width) = (shape[0], shape[1], shape[2]);
+        let dm = width / 3;
+        let d = dm / heads;
+        assert!(
+            width == 3 * dm && dm == heads * d && d.is_multiple_of(2),
+            "qkv must be [batch, seq, 3·heads·d], d even"
+        );
+        let (cos, sin, bias) = (contiguous_values(cos), contiguous_values(sin), contiguous_values(bias));
+        assert!(
+            cos.len() == t * d && sin.len() == t * d,
+            "RoPE tables must be [seq, d_head]"
+        );
+        assert_eq!(bias.len(), t * keys, "the mask bias must be [seq, keys]");
+        Self {
+            batch,
+            width,
+            dm,
+            d,
+            x: contiguous_values(qkv),
+            cos,
+            sin,
+            bias,
+        }
+    }
+}
 
 /// Self-attention straight from the fused projection: `qkv` is `[batch, seq, 3·d_model]`
 /// (`[q | k | v]`, head `h` owning columns `h·d..(h+1)·d` of each), RoPE (rotate-half, tables
@@ -34,25 +87,18 @@ pub fn self_forward(
     scale: f32,
     keep_probs: bool,
 ) -> (FlexTensor, Option<FlexTensor>) {
-    let shape = qkv.layout().shape().clone();
-    let (batch, t, width) = (shape[0], shape[1], shape[2]);
-    let dm = width / 3;
-    let d = dm / heads;
-    assert!(
-        width == 3 * dm && dm == heads * d && d.is_multiple_of(2),
-        "qkv must be [batch, seq, 3·heads·d], d even"
-    );
-    let x = contiguous_values(&qkv);
-    let (cos, sin, bias) = (
-        contiguous_values(&cos),
-        contiguous_values(&sin),
-        contiguous_values(&bias),
-    );
-    assert!(
-        cos.len() == t * d && sin.len() == t * d,
-        "RoPE tables must be [seq, d_head]"
-    );
-    assert_eq!(bias.len(), t * t, "the mask bias must be [seq, seq]");
+    let t = qkv.layout().shape()[1];
+    let Operands {
+        batch,
+        width,
+        dm,
+        d,
+        x,
+        cos,
+        sin,
+        bias,
+        ..
+    } = Operands::read(&qkv, (&cos, &sin), &bias, heads, t);
     let extents = key_extents(&bias, t, t);
     let blocks = blocks(&extents);
     let dims = Dims { d, dv: d, tk: t, scale };
@@ -127,14 +173,19 @@ pub fn cached_forward(
     heads: usize,
     scale: f32,
 ) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let shape = qkv.layout().shape().clone();
-    let (batch, s, width) = (shape[0], shape[1], shape[2]);
-    let dm = width / 3;
-    let d = dm / heads;
-    assert!(
-        width == 3 * dm && dm == heads * d && d.is_multiple_of(2),
-        "qkv must be [batch, seq, 3·heads·d], d even"
-    );
+    let s = qkv.layout().shape()[1];
+    let tk = past + s;
+    let Operands {
+        batch,
+        width,
+        dm,
+        d,
+        x,
+        cos,
+        sin,
+        bias,
+        ..
+    } = Operands::read(&qkv, (&cos, &sin), &bias, heads, tk);
     let capacity = keys.layout().shape()[2];
     for buffer in [&keys, &values] {
         assert_eq!(
@@ -143,22 +194,10 @@ pub fn cached_forward(
             "the cache buffers must be [batch, heads, capacity, d_head]"
         );
     }
-    let tk = past + s;
     assert!(
         tk <= capacity,
         "the cache buffers have room for {capacity} positions, not {tk}"
     );
-    let x = contiguous_values(&qkv);
-    let (cos, sin, bias) = (
-        contiguous_values(&cos),
-        contiguous_values(&sin),
-        contiguous_values(&bias),
-    );
-    assert!(
-        cos.len() == s * d && sin.len() == s * d,
-        "RoPE tables must be [seq, d_head]"
-    );
-    assert_eq!(bias.len(), s * tk, "the mask bias must be [seq, past + seq]");
     let extents = key_extents(&bias, s, tk);
     let blocks = blocks(&extents);
     let dims = Dims { d, dv: d, tk, scale };
@@ -233,17 +272,19 @@ pub fn self_backward(
     heads: usize,
     scale: f32,
 ) -> FlexTensor {
-    let shape = qkv.layout().shape().clone();
-    let (batch, t, width) = (shape[0], shape[1], shape[2]);
-    let dm = width / 3;
-    let d = dm / heads;
-    let x = contiguous_values(&qkv);
+    let t = qkv.layout().shape()[1];
+    let Operands {
+        batch,
+        width,
+        dm,
+        d,
+        x,
+        cos,
+        sin,
+        bias,
+        ..
+    } = Operands::read(&qkv, (&cos, &sin), &bias, heads, t);
     let g = contiguous_values(&grad);
-    let (cos, sin, bias) = (
-        contiguous_values(&cos),
-        contiguous_values(&sin),
-        contiguous_values(&bias),
-    );
     let probs = contiguous_values(&probs);
     assert_eq!(
         probs.len(),
@@ -303,7 +344,7 @@ pub fn self_backward(
             }
         },
     );
-    from_vec(dx, shape)
+    from_vec(dx, qkv.layout().shape().clone())
 }
 
 vectorized! {
