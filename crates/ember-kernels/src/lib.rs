@@ -84,6 +84,28 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<2>, scal
     })
 }
 
+/// [`attention`] and its attention weights, the softmax rows `softmax(q kᵀ · scale + bias)`.
+/// Call only when [`fused`] holds.
+///
+/// # Shapes
+/// - as [`attention`]; weights `[batch, heads, q, k]`
+pub fn attention_with_weights(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Tensor<2>,
+    scale: f64,
+) -> (Tensor<4>, Tensor<4>) {
+    let (out, probs) = <Dispatch as KernelOps>::ember_attention_probs(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        bias.into_dispatch(),
+        scale as f32,
+    );
+    (Tensor::from_dispatch(out), Tensor::from_dispatch(probs))
+}
+
 /// Multi-head self-attention from the fused projection `qkv = [q | k | v]`: splits the heads,
 /// applies RoPE (rotate-half; tables `cos`, `sin` for the sequence's positions) to queries and
 /// keys, runs [`attention`] per head and puts the heads side by side again, in one operation
@@ -110,6 +132,27 @@ pub fn self_attention(
             scale as f32,
         )
     })
+}
+
+/// [`self_attention`] and its attention weights `[batch, heads, seq, seq]`. Call only when
+/// [`fused`] holds.
+pub fn self_attention_with_weights(
+    qkv: Tensor<3>,
+    cos: Tensor<2>,
+    sin: Tensor<2>,
+    bias: Tensor<2>,
+    heads: usize,
+    scale: f64,
+) -> (Tensor<3>, Tensor<4>) {
+    let (out, probs) = <Dispatch as KernelOps>::ember_self_attention_probs(
+        qkv.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+        bias.into_dispatch(),
+        heads,
+        scale as f32,
+    );
+    (Tensor::from_dispatch(out), Tensor::from_dispatch(probs))
 }
 
 /// [`self_attention`] for `seq` new positions after `past` cached ones, for generation (no

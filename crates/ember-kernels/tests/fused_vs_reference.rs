@@ -593,7 +593,7 @@ fn kernel_bits() -> Vec<u32> {
         heads,
         0.25,
     );
-    let plain = |t: Tensor<4>| t.into_data().to_vec::<f32>().unwrap();
+    let plain = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
     add_run((plain(y.unsqueeze()), vec![plain(keys)]));
     let scores = random([2, 9, 9], 7);
     add_run(run(&[scores], |s| {

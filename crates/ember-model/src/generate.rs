@@ -7,7 +7,7 @@
 //! function and greedy decoding gives identical tokens (a test asserts it).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ember_nn::KvCache;
+use ember_nn::AttentionCache;
 
 use crate::error::ModelError;
 use crate::gpt::Gpt;
@@ -52,7 +52,7 @@ impl<'a> Generator<'a> {
         let block = self.model.block_size;
         let mut tokens = prompt.to_vec();
         let mut start = tokens.len().saturating_sub(block);
-        let mut caches: Vec<KvCache> = Vec::new();
+        let mut caches: Vec<AttentionCache> = Vec::new();
         let mut cached_until = start; // tokens[start..cached_until] are in the caches
         let mut new_tokens = Vec::with_capacity(options.max_new_tokens);
 
@@ -99,7 +99,7 @@ impl<'a> Generator<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::GptConfig;
 
@@ -147,6 +147,40 @@ mod tests {
             run(&model, &[4], 20, true, &mut s1),
             run(&model, &[4], 20, false, &mut s2)
         );
+    }
+
+    /// One config of each attention variant and model option.
+    pub(crate) fn variants(block_size: usize) -> Vec<GptConfig> {
+        use crate::config::Attention;
+        use ember_nn::Position;
+        let base = GptConfig {
+            vocab_size: 13,
+            block_size,
+            d_model: 16,
+            n_head: 4,
+            ..GptConfig::nano()
+        };
+        vec![
+            base.clone(),
+            GptConfig { attention: Attention::SlidingWindow, window: Some(3), ..base.clone() },
+            GptConfig { attention: Attention::SlidingWindow, window: Some(3), window_pattern: Some("SL".into()), ..base.clone() },
+            GptConfig { attention: Attention::Linear, ..base.clone() },
+            GptConfig { n_kv_head: Some(2), ..base.clone() },
+            GptConfig { n_kv_head: Some(1), position: Position::Alibi, ..base.clone() },
+            GptConfig { position: Position::None, ..base.clone() },
+            GptConfig { rotary_pct: 0.5, parallel_residual: true, tie_embeddings: false, ..base },
+        ]
+    }
+
+    #[test]
+    fn every_variant_caches_as_it_recomputes() {
+        for config in variants(16) {
+            let model = config.init(7, &Device::flex()).unwrap();
+            // 40 new tokens through a 16-token context: the window jumps, caches are rebuilt.
+            let a = run(&model, &[1, 2, 3], 40, true, &mut Sampler::greedy());
+            let b = run(&model, &[1, 2, 3], 40, false, &mut Sampler::greedy());
+            assert_eq!(a, b, "{config:?}");
+        }
     }
 
     #[test]

@@ -4,13 +4,18 @@
 //! tokens ─ wte ─ block₀ ─ … ─ block_{n-1} ─ ln_f ─ wteᵀ ─ logits
 //! ```
 //!
-//! Positions enter through RoPE inside every attention layer, so there is no learned position
-//! table. The language-model head reuses the token embedding ("tied" weights). Parameter names
-//! mirror the reference implementation's (`wte.weight`, `blocks.0.attn.qkv.weight`, …).
+//! Positions enter inside every attention layer (RoPE by default), so there is no learned
+//! position table. The language-model head reuses the token embedding ("tied" weights) unless
+//! `tie_embeddings = false` gives it its own `lm_head`. What every layer's attention shares (the
+//! mask and RoPE tables) is built once here and passed down. Parameter names mirror the
+//! reference implementation's (`wte.weight`, `blocks.0.attn.qkv.weight`, …).
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
-use ember_nn::{Block, BlockConfig, KvCache, LayerNorm, LayerNormConfig, TokenEmbedding, TokenEmbeddingConfig, init};
+use ember_nn::{
+    AttentionCache, AttentionKind, AttentionMask, AttentionTables, AttentionTablesConfig, Block, BlockConfig,
+    LayerNorm, LayerNormConfig, TokenEmbedding, TokenEmbeddingConfig, init,
+};
 
 use crate::config::GptConfig;
 use crate::error::ModelError;
@@ -18,12 +23,17 @@ use crate::error::ModelError;
 /// A GPT language model.
 #[derive(Module, Debug)]
 pub struct Gpt {
-    /// Token embedding `[vocab, d_model]`, also the LM head.
+    /// Token embedding `[vocab, d_model]`, also the LM head unless `lm_head` is present.
     pub wte: TokenEmbedding,
     /// The transformer blocks, in order.
     pub blocks: Vec<Block>,
     /// Final LayerNorm before the LM head.
     pub ln_f: LayerNorm,
+    /// An untied output head `[vocab, d_model]` (GPT-NeoX's `embed_out`), with
+    /// `tie_embeddings = false`.
+    pub lm_head: Option<TokenEmbedding>,
+    /// The attention tables every block shares.
+    pub tables: AttentionTables,
     /// Context length.
     pub block_size: usize,
 }
@@ -38,19 +48,40 @@ impl GptConfig {
         let wte = TokenEmbeddingConfig::new(self.vocab_size, self.d_model)
             .with_init_std(init_std)
             .init(&mut rng, device);
-        let block = BlockConfig::new(self.d_model, self.n_head, self.block_size)
-            .with_dropout(self.dropout)
-            .with_rope_theta(self.rope_theta)
-            .with_ln_eps(self.ln_eps)
-            .with_gelu(self.gelu)
-            .with_init_std(init_std)
-            .with_proj_init_std(proj_init_std);
-        let blocks = (0..self.n_layer).map(|_| block.init(&mut rng, device)).collect();
+        let block = |layer: usize| {
+            BlockConfig::new(self.d_model, self.n_head)
+                .with_n_kv_heads(self.kv_heads())
+                .with_attention(self.layer_attention(layer))
+                .with_d_ff(self.ff_width())
+                .with_parallel_residual(self.parallel_residual)
+                .with_dropout(self.dropout)
+                .with_ln_eps(self.ln_eps)
+                .with_gelu(self.gelu)
+                .with_init_std(init_std)
+                .with_proj_init_std(proj_init_std)
+        };
+        let blocks = (0..self.n_layer).map(|l| block(l).init(&mut rng, device)).collect();
         let ln_f = LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device);
+        // Drawn after every block, so that a tied model's weights stay as they always were.
+        let lm_head = (!self.tie_embeddings).then(|| {
+            TokenEmbeddingConfig::new(self.vocab_size, self.d_model)
+                .with_init_std(init_std)
+                .init(&mut rng, device)
+        });
+        let kinds: Vec<AttentionKind> = (0..self.n_layer).map(|l| self.layer_attention(l)).collect();
+        let tables = AttentionTablesConfig::new(self.block_size, self.n_head, self.d_head())
+            .with_position(self.position)
+            .with_rope_theta(self.rope_theta)
+            .with_rot_dims(self.rot_dims())
+            .with_full(kinds.contains(&AttentionKind::Softmax(AttentionMask::Causal)))
+            .with_window(self.window.filter(|_| kinds.iter().any(|k| matches!(k, AttentionKind::Softmax(AttentionMask::SlidingWindow { .. })))))
+            .init(device);
         Ok(Gpt {
             wte,
             blocks,
             ln_f,
+            lm_head,
+            tables,
             block_size: self.block_size,
         })
     }
@@ -64,28 +95,53 @@ impl Gpt {
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let mut x = self.wte.forward(tokens); // [batch, seq, d_model]
         for block in &self.blocks {
-            x = block.forward(x, None);
+            x = block.forward(x, &self.tables, None);
         }
-        self.wte.logits(self.ln_f.forward(x)) // [batch, seq, vocab]
+        self.head(self.ln_f.forward(x)) // [batch, seq, vocab]
     }
 
-    /// Like [`forward`](Self::forward) for new positions only, reading and extending one KV
-    /// cache per block. `caches` must hold `n_layer` caches, all of the same length.
+    /// Like [`forward`](Self::forward) for new positions only, reading and extending one
+    /// cache per block (from [`new_caches`](Self::new_caches)), all of the same length.
     ///
     /// # Shapes
     /// - tokens: `[batch, seq]`, `past + seq ≤ block_size` → `[batch, seq, vocab]`
-    pub fn forward_cached(&self, tokens: Tensor<2, Int>, caches: &mut [KvCache]) -> Tensor<3> {
-        assert_eq!(caches.len(), self.blocks.len(), "one KV cache per block");
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, caches: &mut [AttentionCache]) -> Tensor<3> {
+        assert_eq!(caches.len(), self.blocks.len(), "one cache per block");
         let mut x = self.wte.forward(tokens);
         for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
-            x = block.forward(x, Some(cache));
+            x = block.forward(x, &self.tables, Some(cache));
         }
-        self.wte.logits(self.ln_f.forward(x))
+        self.head(self.ln_f.forward(x))
     }
 
-    /// Fresh, empty KV caches, one per block.
-    pub fn new_caches(&self) -> Vec<KvCache> {
-        vec![KvCache::new(); self.blocks.len()]
+    /// [`forward`](Self::forward), also returning every layer's attention weights: the
+    /// softmax rows each head used (linear attention's implied ones), as the same code
+    /// computes them in training.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]` → (`[batch, seq, vocab]`, `n_layer` × `[batch, n_head, seq, seq]`)
+    pub fn forward_with_attention(&self, tokens: Tensor<2, Int>) -> (Tensor<3>, Vec<Tensor<4>>) {
+        let mut x = self.wte.forward(tokens);
+        let mut weights = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (y, w) = block.forward_with_weights(x, &self.tables);
+            x = y;
+            weights.push(w);
+        }
+        (self.head(self.ln_f.forward(x)), weights)
+    }
+
+    /// The LM head: scores every token id against each final hidden state.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]` → `[batch, seq, vocab]`
+    fn head(&self, x: Tensor<3>) -> Tensor<3> {
+        self.lm_head.as_ref().unwrap_or(&self.wte).logits(x)
+    }
+
+    /// Fresh, empty caches, one per block (each bounded as its layer needs).
+    pub fn new_caches(&self) -> Vec<AttentionCache> {
+        self.blocks.iter().map(|b| b.attn.new_cache()).collect()
     }
 
     /// Vocabulary size.
@@ -175,6 +231,44 @@ mod tests {
         .init(2, &device())
         .unwrap();
         assert_ne!(logits(&other, &[1, 2, 3]), a);
+    }
+
+    #[test]
+    fn an_untied_head_is_its_own_parameter_and_a_tied_model_is_unchanged() {
+        let tied = tiny();
+        assert!(tied.lm_head.is_none());
+        let untied = GptConfig {
+            vocab_size: 11,
+            block_size: 8,
+            tie_embeddings: false,
+            ..GptConfig::nano()
+        }
+        .init(1, &device())
+        .unwrap();
+        // The head is drawn after everything else: the shared weights are the tied model's.
+        assert_eq!(
+            untied.wte.weight.val().to_data().try_to_vec::<f32>().unwrap(),
+            tied.wte.weight.val().to_data().try_to_vec::<f32>().unwrap()
+        );
+        let head = untied.lm_head.as_ref().expect("a head");
+        assert_eq!(head.weight.dims(), [11, 32]);
+        assert_ne!(logits(&untied, &[1, 2, 3]), logits(&tied, &[1, 2, 3]));
+    }
+
+    #[test]
+    fn attention_weights_come_with_the_same_logits() {
+        for config in crate::generate::tests::variants(8) {
+            let model = config.init(3, &device()).unwrap();
+            let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![1i64, 4, 2, 8, 5], [1, 5]), &device());
+            let (logits, weights) = model.forward_with_attention(tokens.clone());
+            assert_eq!(weights.len(), config.n_layer);
+            assert_eq!(weights[0].dims(), [1, config.n_head, 5, 5]);
+            let plain = model.forward(tokens).to_data().try_to_vec::<f32>().unwrap();
+            let with = logits.to_data().try_to_vec::<f32>().unwrap();
+            for (a, b) in plain.iter().zip(&with) {
+                assert!((a - b).abs() < 1e-5, "{config:?}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -2,30 +2,49 @@
 
 use crate::config::GptConfig;
 
-/// Number of learned parameters, all counted once (the LM head shares the embedding):
+/// Number of learned parameters, each counted once:
 ///
 /// ```text
-/// vocab·d                     token embedding
-/// + n_layer · (12·d² + 13·d)  per block: qkv 3d²+3d, proj d²+d, fc 4d²+4d, proj 4d²+d, 2 LN 4d
-/// + 2·d                       final LayerNorm
+/// vocab·d                          token embedding (also the LM head when tied)
+/// + n_layer · per block            qkv d·q + q (q = (n_head + 2·n_kv_head)·d_head), proj d² + d,
+///                                  fc d·f + f, proj f·d + d (f = d_ff), 2 LayerNorms 4d
+/// + 2·d                            final LayerNorm
+/// + vocab·d                        the LM head, when untied
 /// ```
+///
+/// With the defaults (`n_kv_head = n_head`, `d_ff = 4d`) a block has `12·d² + 13·d`.
 pub fn param_count(c: &GptConfig) -> usize {
     let d = c.d_model;
-    c.vocab_size * d + c.n_layer * (12 * d * d + 13 * d) + 2 * d
+    c.vocab_size * d + c.n_layer * block_params(c) + 2 * d + head_params(c)
 }
 
-/// Parameters outside the token embedding.
+/// Parameters of one block.
+fn block_params(c: &GptConfig) -> usize {
+    let (d, f) = (c.d_model, c.ff_width());
+    let q = (c.n_head + 2 * c.kv_heads()) * c.d_head();
+    d * q + q + d * d + d + 2 * d * f + f + d + 4 * d
+}
+
+/// Parameters of an untied LM head (0 when tied).
+fn head_params(c: &GptConfig) -> usize {
+    if c.tie_embeddings { 0 } else { c.vocab_size * c.d_model }
+}
+
+/// Parameters outside the token embedding and the LM head.
 pub fn non_embedding_param_count(c: &GptConfig) -> usize {
-    param_count(c) - c.vocab_size * c.d_model
+    param_count(c) - c.vocab_size * c.d_model - head_params(c)
 }
 
-/// Training FLOPs per token: `6·N_non-embedding + 12·n_layer·d_model·block_size`.
+/// Training FLOPs per token: `6·N_non-embedding + 12·n_layer·d_model·T`.
 ///
 /// Forward plus backward is 6 FLOPs per parameter per token for the matrix products, and the
-/// attention scores and their weighted sum add `12·n_layer·d_model·T`. This is the formula of
-/// the PyTorch reference benchmark (and nanoGPT's MFU), so utilisation figures compare.
+/// attention scores and their weighted sum add `12·n_layer·d_model·T`, with `T` the keys a
+/// query attends over: the context for full attention (the formula of the PyTorch reference
+/// benchmark and nanoGPT's MFU, so utilisation figures compare), the window for a sliding
+/// window, the chunk for linear attention (see [`GptConfig::keys_per_query`]).
 pub fn training_flops_per_token(c: &GptConfig) -> u64 {
-    6 * non_embedding_param_count(c) as u64 + 12 * (c.n_layer * c.d_model * c.block_size) as u64
+    let attention = 12.0 * (c.n_layer * c.d_model) as f64 * c.keys_per_query();
+    6 * non_embedding_param_count(c) as u64 + attention.round() as u64
 }
 
 /// A rough estimate of training memory in bytes for f32 with AdamW.
@@ -50,7 +69,8 @@ impl MemoryEstimate {
 /// bits, doubled for f32, plus the logits and their gradient (`3·b·s·vocab` floats).
 pub fn training_memory(c: &GptConfig, batch: usize) -> MemoryEstimate {
     let (s, b, h, a) = (c.block_size as u64, batch as u64, c.d_model as u64, c.n_head as u64);
-    let per_layer_16bit = s * b * h * 34 + 5 * a * s * s * b;
+    let keys = c.keys_per_query().round() as u64;
+    let per_layer_16bit = s * b * h * 34 + 5 * a * s * keys * b;
     let activations = 2 * per_layer_16bit * c.n_layer as u64 + 3 * b * s * c.vocab_size as u64 * 4;
     MemoryEstimate {
         params_grads_optimizer: 16 * param_count(c) as u64,
@@ -67,7 +87,18 @@ mod tests {
 
     #[test]
     fn param_count_matches_the_built_model() {
-        for c in [GptConfig::nano(), GptConfig::cpu_baby()] {
+        let variants = [
+            GptConfig::nano(),
+            GptConfig::cpu_baby(),
+            GptConfig {
+                n_head: 4,
+                n_kv_head: Some(2),
+                d_ff: Some(40),
+                tie_embeddings: false,
+                ..GptConfig::nano()
+            },
+        ];
+        for c in variants {
             let c = GptConfig { vocab_size: 65, ..c };
             let model = c.init(0, &Device::flex()).unwrap();
             assert_eq!(model.num_params(), param_count(&c));

@@ -7,13 +7,16 @@
 //!
 //! Each sub-layer reads a normalised copy of the residual stream and adds its output back, so
 //! the stream itself is never normalised in place and gradients flow straight through the sums.
+//!
+//! GPT-NeoX and Pythia run the two branches side by side instead, both reading the same
+//! stream (`parallel_residual`): `x = x + attn(ln1(x)) + mlp(ln2(x))`.
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::attention::{CausalSelfAttention, CausalSelfAttentionConfig, KvCache};
+use crate::attention::{AttentionCache, AttentionKind, AttentionMask, AttentionTables, CausalSelfAttention, CausalSelfAttentionConfig};
 use crate::gelu::Gelu;
 use crate::init::InitRng;
 use crate::layer_norm::{LayerNorm, LayerNormConfig};
@@ -24,16 +27,23 @@ use crate::mlp::{Mlp, MlpConfig};
 pub struct BlockConfig {
     /// Width of the residual stream.
     pub d_model: usize,
-    /// Number of attention heads.
+    /// Number of attention (query) heads.
     pub n_heads: usize,
-    /// Longest sequence (the model's block size).
-    pub max_seq: usize,
+    /// Key/value heads (0: as many as `n_heads`).
+    #[config(default = 0)]
+    pub n_kv_heads: usize,
+    /// Softmax attention with a mask, or linear attention.
+    #[config(default = "AttentionKind::Softmax(AttentionMask::Causal)")]
+    pub attention: AttentionKind,
+    /// Width of the feed-forward hidden layer (0: `4·d_model`).
+    #[config(default = 0)]
+    pub d_ff: usize,
+    /// Both branches read the same stream: `x + attn(ln1(x)) + mlp(ln2(x))`.
+    #[config(default = false)]
+    pub parallel_residual: bool,
     /// Dropout on attention weights and on both residual branches (training only).
     #[config(default = 0.0)]
     pub dropout: f64,
-    /// RoPE base frequency.
-    #[config(default = 10000.0)]
-    pub rope_theta: f64,
     /// LayerNorm epsilon.
     #[config(default = 1e-5)]
     pub ln_eps: f64,
@@ -61,6 +71,8 @@ pub struct Block {
     pub mlp: Mlp,
     /// Dropout on each branch's output before it joins the residual stream.
     pub resid_dropout: Dropout,
+    /// Whether the branches run side by side.
+    pub parallel_residual: bool,
 }
 
 impl BlockConfig {
@@ -68,57 +80,113 @@ impl BlockConfig {
     pub fn init(&self, rng: &mut InitRng, device: &Device) -> Block {
         Block {
             ln1: LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device),
-            attn: CausalSelfAttentionConfig::new(self.d_model, self.n_heads, self.max_seq)
-                .with_rope_theta(self.rope_theta)
+            attn: CausalSelfAttentionConfig::new(self.d_model, self.n_heads)
+                .with_n_kv_heads(self.n_kv_heads)
+                .with_kind(self.attention)
                 .with_dropout(self.dropout)
                 .with_init_std(self.init_std)
                 .with_proj_init_std(self.proj_init_std)
                 .init(rng, device),
             ln2: LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device),
-            mlp: MlpConfig::new(self.d_model, 4 * self.d_model)
+            mlp: MlpConfig::new(self.d_model, if self.d_ff == 0 { 4 * self.d_model } else { self.d_ff })
                 .with_gelu(self.gelu)
                 .with_init_std(self.init_std)
                 .with_proj_init_std(self.proj_init_std)
                 .init(rng, device),
             resid_dropout: DropoutConfig::new(self.dropout).init(),
+            parallel_residual: self.parallel_residual,
         }
     }
 }
 
 impl Block {
+    /// `tables` are the model's shared attention tables; with a `cache`, `x` holds only new
+    /// positions (see [`CausalSelfAttention::forward`]).
+    ///
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
-    pub fn forward(&self, x: Tensor<3>, cache: Option<&mut KvCache>) -> Tensor<3> {
-        // Each branch's output comes first in its sum: a fresh buffer that nothing else holds,
-        // which the addition can overwrite, where `x + branch` would copy `x` first.
-        let h = self
-            .resid_dropout
-            .forward(self.attn.forward(self.ln1.forward(x.clone()), cache));
-        let x = h + x;
-        let h = self
-            .resid_dropout
-            .forward(self.mlp.forward(self.ln2.forward(x.clone())));
-        h + x
+    pub fn forward(&self, x: Tensor<3>, tables: &AttentionTables, cache: Option<&mut AttentionCache>) -> Tensor<3> {
+        let attn = |x| self.resid_dropout.forward(self.attn.forward(self.ln1.forward(x), tables, cache));
+        let mlp = |x| self.resid_dropout.forward(self.mlp.forward(self.ln2.forward(x)));
+        if self.parallel_residual {
+            let a = attn(x.clone());
+            return residual(residual(x.clone(), a), mlp(x)); // x + attn(ln1(x)) + mlp(ln2(x))
+        }
+        let x = residual(x.clone(), attn(x)); // x + attn(ln1(x))
+        residual(x.clone(), mlp(x)) // x + mlp(ln2(x))
     }
+
+    /// [`forward`](Self::forward) over a whole sequence, also returning the attention weights
+    /// (see [`CausalSelfAttention::forward_with_weights`]).
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]` → (`[batch, seq, d_model]`, `[batch, n_heads, seq, seq]`)
+    pub fn forward_with_weights(&self, x: Tensor<3>, tables: &AttentionTables) -> (Tensor<3>, Tensor<4>) {
+        let (a, weights) = self.attn.forward_with_weights(self.ln1.forward(x.clone()), tables);
+        let a = self.resid_dropout.forward(a);
+        let mlp = |x| self.resid_dropout.forward(self.mlp.forward(self.ln2.forward(x)));
+        if self.parallel_residual {
+            return (residual(residual(x.clone(), a), mlp(x)), weights);
+        }
+        let x = residual(x, a);
+        (residual(x.clone(), mlp(x)), weights)
+    }
+}
+
+/// `stream + branch`. Written `branch + stream`: the branch's output is a fresh buffer that
+/// nothing else holds, which the CPU backend then overwrites in place instead of copying the
+/// stream first (the sum is the same).
+fn residual(stream: Tensor<3>, branch: Tensor<3>) -> Tensor<3> {
+    branch + stream
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attention::AttentionTablesConfig;
     use crate::init;
     use crate::test_util::{assert_close, device, values};
     use burn::module::Param;
 
+    fn tables(device: &Device) -> AttentionTables {
+        AttentionTablesConfig::new(4, 2, 4).init(device)
+    }
+
+    fn x(device: &Device) -> Tensor<3> {
+        let v = init::normal_vec(&mut init::seeded(1), 32, 1.0);
+        Tensor::<3>::from_data(burn::tensor::TensorData::new(v, [1, 4, 8]), device)
+    }
+
     #[test]
     fn zero_output_projections_make_the_block_the_identity() {
         let device = device();
-        let mut block = BlockConfig::new(8, 2, 4).init(&mut init::seeded(0), &device);
-        block.attn.proj.weight = Param::from_tensor(Tensor::zeros([8, 8], &device));
-        block.mlp.proj.weight = Param::from_tensor(Tensor::zeros([32, 8], &device));
-        let x = Tensor::<3>::from_data(
-            burn::tensor::TensorData::new(init::normal_vec(&mut init::seeded(1), 32, 1.0), [1, 4, 8]),
-            &device,
-        );
-        assert_close(&values(&block.forward(x.clone(), None)), &values(&x), 0.0);
+        for parallel in [false, true] {
+            let mut block = BlockConfig::new(8, 2)
+                .with_parallel_residual(parallel)
+                .init(&mut init::seeded(0), &device);
+            block.attn.proj.weight = Param::from_tensor(Tensor::zeros([8, 8], &device));
+            block.mlp.proj.weight = Param::from_tensor(Tensor::zeros([32, 8], &device));
+            let x = x(&device);
+            assert_close(&values(&block.forward(x.clone(), &tables(&device), None)), &values(&x), 0.0);
+        }
+    }
+
+    #[test]
+    fn parallel_branches_both_read_the_block_input() {
+        let device = device();
+        let tables = tables(&device);
+        let block = BlockConfig::new(8, 2)
+            .with_parallel_residual(true)
+            .with_init_std(0.3)
+            .with_proj_init_std(0.3)
+            .init(&mut init::seeded(0), &device);
+        let x = x(&device);
+        let a = block.attn.forward(block.ln1.forward(x.clone()), &tables, None);
+        let m = block.mlp.forward(block.ln2.forward(x.clone()));
+        let expected = values(&(x.clone() + a + m));
+        assert_close(&values(&block.forward(x.clone(), &tables, None)), &expected, 1e-6);
+        let (y, weights) = block.forward_with_weights(x, &tables);
+        assert_close(&values(&y), &expected, 1e-6);
+        assert_eq!(weights.dims(), [1, 2, 4, 4]);
     }
 }

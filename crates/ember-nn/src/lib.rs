@@ -1,7 +1,8 @@
 //! Transformer building blocks for ember, one concept per module.
 //!
 //! Read them in this order: [`embedding`], [`linear`], [`rope`], [`attention`], [`gelu`],
-//! [`mlp`], [`layer_norm`], [`block`]. Each file holds a `Config` (validated in `init`), the `Module`,
+//! [`mlp`], [`layer_norm`], [`block`]; [`alibi`] is the other way positions can enter
+//! attention. Each file holds a `Config` (validated in `init`), the `Module`,
 //! its `forward` with the tensor shapes spelled out, and tests with known values.
 //!
 //! Dimension names used in every shape comment:
@@ -13,7 +14,8 @@
 //! | `past`    | positions already held in a KV cache                     |
 //! | `max_seq` | the context length the model is built for (block size)   |
 //! | `d_model` | width of the residual stream                             |
-//! | `n_heads` | attention heads                                          |
+//! | `n_heads` | attention (query) heads                                  |
+//! | `n_kv_heads` | key/value heads (grouped-query attention)             |
 //! | `d_head`  | width of one head, `d_model / n_heads`                   |
 //! | `d_ff`    | width of the feed-forward hidden layer, `4 · d_model`    |
 //! | `vocab`   | number of token ids                                      |
@@ -21,6 +23,7 @@
 //! This crate knows nothing of tokenizers, data, training or the command line, and it never
 //! names a backend: every tensor lives on the [`Device`](burn::tensor::Device) it was given.
 
+pub mod alibi;
 pub mod attention;
 pub mod block;
 pub mod embedding;
@@ -34,7 +37,10 @@ pub mod rope;
 #[cfg(test)]
 pub(crate) mod test_util;
 
-pub use attention::{AttentionMask, CausalSelfAttention, CausalSelfAttentionConfig, KvCache};
+pub use attention::{
+    AttentionCache, AttentionKind, AttentionMask, AttentionTables, AttentionTablesConfig, CausalSelfAttention,
+    CausalSelfAttentionConfig, KvCache, LinearState, Position,
+};
 pub use block::{Block, BlockConfig};
 pub use embedding::{TokenEmbedding, TokenEmbeddingConfig};
 pub use gelu::Gelu;

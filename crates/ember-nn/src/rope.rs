@@ -13,7 +13,11 @@
 //! relative positions. Burn's own `RotaryEncoding` rotates interleaved pairs `(x[2i], x[2i+1])`
 //! (the GPT-J convention), which gives different numbers, so ember has its own.
 //!
-//! The cos/sin tables are computed once, at `init`, for every position up to `max_seq`.
+//! *Partial* rotary (GPT-NeoX's `rotary_pct`, Pythia rotates a quarter of each head) rotates
+//! only the first `rot_dims` coordinates of a head, with the frequencies of a head of width
+//! `rot_dims`, and passes the rest through unchanged.
+//!
+//! The cos/sin tables are computed once per model, for every position up to `max_seq`.
 
 use burn::config::Config;
 use burn::module::Module;
@@ -24,8 +28,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 pub struct RotaryEncodingConfig {
     /// Longest sequence (positions `0..max_seq`) the tables cover.
     pub max_seq: usize,
-    /// Width of one attention head; must be even.
+    /// Width of one attention head.
     pub d_head: usize,
+    /// Leading coordinates of each head that are rotated (even, ≤ `d_head`); 0 means all.
+    #[config(default = 0)]
+    pub rot_dims: usize,
     /// Base of the geometric frequency progression.
     #[config(default = 10000.0)]
     pub theta: f64,
@@ -34,36 +41,41 @@ pub struct RotaryEncodingConfig {
 /// Precomputed rotation tables. Holds no learned parameters.
 #[derive(Module, Debug)]
 pub struct RotaryEncoding {
-    /// `cos(pos · ω)`, shape `[max_seq, d_head]`.
+    /// `cos(pos · ω)`, shape `[max_seq, rot_dims]`.
     pub cos: Tensor<2>,
-    /// `sin(pos · ω)`, shape `[max_seq, d_head]`.
+    /// `sin(pos · ω)`, shape `[max_seq, rot_dims]`.
     pub sin: Tensor<2>,
+    /// Width of a head (`rot_dims` of it rotate).
+    pub d_head: usize,
 }
 
 impl RotaryEncodingConfig {
-    /// Computes the tables (in f64 on the host, stored as f32). Panics if `d_head` is odd or
-    /// zero; the model config reports that to users before this is reached.
+    /// Computes the tables (in f64 on the host, stored as f32). Panics if the rotated width is
+    /// odd, zero or wider than the head; the model config reports that to users first.
     pub fn init(&self, device: &Device) -> RotaryEncoding {
-        let (max_seq, d_head) = (self.max_seq, self.d_head);
+        let max_seq = self.max_seq;
+        let rot = if self.rot_dims == 0 { self.d_head } else { self.rot_dims };
         assert!(
-            d_head > 0 && d_head % 2 == 0,
-            "RoPE needs an even head size, got {d_head}"
+            rot > 0 && rot % 2 == 0 && rot <= self.d_head,
+            "RoPE rotates an even number of a head's {} coordinates, got {rot}",
+            self.d_head
         );
-        let half = d_head / 2;
-        let mut cos = Vec::with_capacity(max_seq * d_head);
-        let mut sin = Vec::with_capacity(max_seq * d_head);
+        let half = rot / 2;
+        let mut cos = Vec::with_capacity(max_seq * rot);
+        let mut sin = Vec::with_capacity(max_seq * rot);
         for pos in 0..max_seq {
-            for j in 0..d_head {
+            for j in 0..rot {
                 let i = j % half; // both halves share the frequencies
-                let freq = self.theta.powf(-2.0 * i as f64 / d_head as f64);
+                let freq = self.theta.powf(-2.0 * i as f64 / rot as f64);
                 let angle = pos as f64 * freq;
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);
             }
         }
         RotaryEncoding {
-            cos: Tensor::from_data(TensorData::new(cos, [max_seq, d_head]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [max_seq, d_head]), device),
+            cos: Tensor::from_data(TensorData::new(cos, [max_seq, rot]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [max_seq, rot]), device),
+            d_head: self.d_head,
         }
     }
 }
@@ -77,13 +89,25 @@ impl RotaryEncoding {
     ///
     /// Panics if `offset + seq` exceeds `max_seq`.
     pub fn apply(&self, x: Tensor<4>, offset: usize) -> Tensor<4> {
-        let [_, _, seq, _] = x.dims();
+        let [_, _, seq, d_head] = x.dims();
         let (cos, sin) = self.tables(offset, seq);
-        // The tables are f32; under mixed precision they follow the activations' type.
-        let dtype = x.dtype();
-        let cos = cos.cast(dtype).unsqueeze::<4>(); // [1, 1, seq, d_head]
-        let sin = sin.cast(dtype).unsqueeze::<4>(); // [1, 1, seq, d_head]
-        x.clone() * cos + rotate_half(x) * sin
+        let rot = self.rot_dims();
+        if rot < d_head {
+            // Partial rotary: rotate the leading coordinates, pass the others through.
+            let passed = x.clone().narrow(3, rot, d_head - rot);
+            return Tensor::cat(vec![rotate(x.narrow(3, 0, rot), cos, sin), passed], 3);
+        }
+        rotate(x, cos, sin)
+    }
+
+    /// Coordinates of each head that rotate.
+    pub fn rot_dims(&self) -> usize {
+        self.cos.dims()[1]
+    }
+
+    /// Whether every coordinate of a head rotates.
+    pub fn is_full(&self) -> bool {
+        self.rot_dims() == self.d_head
     }
 
     /// The rows of the cos and sin tables for positions `offset..offset + seq`.
@@ -91,7 +115,7 @@ impl RotaryEncoding {
     /// Panics if `offset + seq` exceeds `max_seq`.
     ///
     /// # Shapes
-    /// - returns `([seq, d_head], [seq, d_head])`
+    /// - returns `([seq, rot_dims], [seq, rot_dims])`
     pub fn tables(&self, offset: usize, seq: usize) -> (Tensor<2>, Tensor<2>) {
         let [max_seq, _] = self.cos.dims();
         assert!(
@@ -104,6 +128,18 @@ impl RotaryEncoding {
             self.sin.clone().narrow(0, offset, seq),
         )
     }
+}
+
+/// `x ⊙ cos + rotate_half(x) ⊙ sin`, the tables broadcast over batch and heads.
+///
+/// # Shapes
+/// - x: `[batch, n_heads, seq, rot]`, cos and sin: `[seq, rot]` → `[batch, n_heads, seq, rot]`
+fn rotate(x: Tensor<4>, cos: Tensor<2>, sin: Tensor<2>) -> Tensor<4> {
+    // The tables are f32; under mixed precision they follow the activations' type.
+    let dtype = x.dtype();
+    let cos = cos.cast(dtype).unsqueeze::<4>(); // [1, 1, seq, rot]
+    let sin = sin.cast(dtype).unsqueeze::<4>(); // [1, 1, seq, rot]
+    x.clone() * cos + rotate_half(x) * sin
 }
 
 /// `[x₁, x₂] → [-x₂, x₁]` along the last axis.
@@ -175,6 +211,17 @@ mod tests {
         };
         assert!((dot(5, 2) - dot(13, 10)).abs() < 1e-5);
         assert!((dot(3, 3) - dot(0, 0)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn partial_rotary_rotates_the_leading_coordinates_with_their_own_frequencies() {
+        // d_head = 6, rot_dims = 2: one pair (x[0], x[1]) at frequency θ^0 = 1; x[2..] passes.
+        let rope = RotaryEncodingConfig::new(4, 6).with_rot_dims(2).init(&device());
+        assert!(!rope.is_full());
+        let x = x_at(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 1, 6);
+        let (c, s) = (2f64.cos(), 2f64.sin()); // position 2
+        let expected = [(1.0 * c - 2.0 * s) as f32, (2.0 * c + 1.0 * s) as f32, 3.0, 4.0, 5.0, 6.0];
+        assert_close(&values(&rope.apply(x, 2)), &expected, 1e-6);
     }
 
     #[test]

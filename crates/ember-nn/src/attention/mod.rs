@@ -1,45 +1,68 @@
-//! Causal multi-head self-attention with rotary positions.
+//! Causal multi-head self-attention.
 //!
 //! ```text
-//! q, k, v = split(x Wqkv + bqkv)                  one fused projection, [q | k | v]
-//! q, k    = rope(q, pos), rope(k, pos)            per head
+//! q, k, v = split(x Wqkv + bqkv)                 one fused projection, [q | k | v]
+//! q, k    = rope(q, pos), rope(k, pos)           per head (ALiBi and "none" leave them as they are)
 //! y_h     = softmax(q_h k_hᵀ / √d_head + mask) v_h
 //! out     = concat_h(y_h) Wo + bo
 //! ```
 //!
-//! The pieces live in their own files so that each can change alone: [`mask`] decides which
-//! keys a query may see, [`sdpa`] computes the attention itself, and [`kv_cache`] keeps past
-//! keys and values for generation. This module only wires them together.
+//! The variants, each in its own file:
+//! - which keys a query sees, all earlier ones or only the last `window` ([`mask`]); a sliding
+//!   window computed in time and memory proportional to `seq · window` ([`window`]);
+//! - the attention itself: the softmax above ([`sdpa`]), or linear attention, `φ(q)·φ(k)` in
+//!   place of `exp(q·k)`, computed as running sums in O(seq) ([`linear`]);
+//! - grouped-query attention: `n_kv_heads` key/value heads, each shared by
+//!   `n_heads / n_kv_heads` consecutive query heads (1 is multi-query attention);
+//! - positions: RoPE, ALiBi or none, with what every layer shares ([`tables`]).
+//!
+//! For generation, [`kv_cache`] keeps each layer's past keys and values (bounded by the window
+//! for a sliding window), and linear attention keeps its running sums instead.
 
 pub mod kv_cache;
+pub mod linear;
 pub mod mask;
 pub mod sdpa;
+pub mod tables;
+pub mod window;
 
 pub use kv_cache::KvCache;
+pub use linear::LinearState;
 pub use mask::AttentionMask;
+pub use tables::{AttentionTables, AttentionTablesConfig, Position};
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::init::{self, InitRng};
 use crate::linear::Linear;
-use crate::rope::{RotaryEncoding, RotaryEncodingConfig};
+
+/// How a layer turns scores into weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttentionKind {
+    /// `softmax(q kᵀ / √d_head + mask)` over the keys the mask allows.
+    Softmax(AttentionMask),
+    /// Linear attention (see [`linear`]): always causal, over every earlier position.
+    Linear,
+}
 
 /// Configuration of a [`CausalSelfAttention`] layer.
 #[derive(Config, Debug)]
 pub struct CausalSelfAttentionConfig {
     /// Width of the residual stream.
     pub d_model: usize,
-    /// Number of heads; must divide `d_model`, and `d_model / n_heads` must be even (RoPE).
+    /// Query heads; must divide `d_model`.
     pub n_heads: usize,
-    /// Longest sequence the layer attends over (the model's block size).
-    pub max_seq: usize,
-    /// RoPE base frequency.
-    #[config(default = 10000.0)]
-    pub rope_theta: f64,
-    /// Dropout probability on the attention weights (training only).
+    /// Key/value heads; must divide `n_heads`. 0 means `n_heads` (one per query head).
+    #[config(default = 0)]
+    pub n_kv_heads: usize,
+    /// Softmax attention with a mask, or linear attention.
+    #[config(default = "AttentionKind::Softmax(AttentionMask::Causal)")]
+    pub kind: AttentionKind,
+    /// Dropout probability on the attention weights (training only; softmax attention).
     #[config(default = 0.0)]
     pub dropout: f64,
     /// Init std of the q/k/v projection.
@@ -53,45 +76,62 @@ pub struct CausalSelfAttentionConfig {
 /// Causal multi-head self-attention.
 #[derive(Module, Debug)]
 pub struct CausalSelfAttention {
-    /// Fused query/key/value projection, weight `[d_model, 3·d_model]`, bias `[3·d_model]`.
-    /// Output columns are `[q | k | v]`, each `d_model` wide; within each, head `h` owns
-    /// columns `h·d_head..(h+1)·d_head`.
+    /// Fused query/key/value projection, weight `[d_model, (n_heads + 2·n_kv_heads)·d_head]`,
+    /// bias likewise. Output columns are `[q | k | v]`; within each, head `h` owns columns
+    /// `h·d_head..(h+1)·d_head`.
     pub qkv: Linear,
     /// Output projection, weight `[d_model, d_model]`, bias `[d_model]`.
     pub proj: Linear,
-    /// Rotary position tables.
-    pub rope: RotaryEncoding,
-    /// Additive mask bias, `[max_seq, max_seq]` (see [`AttentionMask`]).
-    pub mask_bias: Tensor<2>,
     /// Dropout on the attention weights.
     pub attn_dropout: Dropout,
-    /// Number of heads.
+    /// Query heads.
     pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Softmax with a mask, or linear.
+    #[module(skip)]
+    pub kind: AttentionKind,
+}
+
+/// What one attention layer remembers between generation steps.
+#[derive(Debug, Clone, Default)]
+pub struct AttentionCache {
+    /// Past keys and values (softmax attention).
+    pub kv: KvCache,
+    /// Running sums (linear attention).
+    pub state: LinearState,
+}
+
+impl AttentionCache {
+    /// Positions seen.
+    pub fn len(&self) -> usize {
+        self.kv.len().max(self.state.len())
+    }
+
+    /// Whether no position is seen yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl CausalSelfAttentionConfig {
-    /// Creates the layer with a causal mask. Panics on inconsistent sizes; the model config
-    /// reports those to users first.
+    /// Creates the layer. Panics on inconsistent sizes; the model config reports those to
+    /// users first.
     pub fn init(&self, rng: &mut InitRng, device: &Device) -> CausalSelfAttention {
-        self.init_with_mask(AttentionMask::Causal, rng, device)
-    }
-
-    /// Creates the layer with the given mask.
-    pub fn init_with_mask(&self, mask: AttentionMask, rng: &mut InitRng, device: &Device) -> CausalSelfAttention {
         let (d_model, n_heads) = (self.d_model, self.n_heads);
+        let n_kv_heads = if self.n_kv_heads == 0 { n_heads } else { self.n_kv_heads };
         assert!(
-            n_heads > 0 && d_model % n_heads == 0,
-            "n_heads ({n_heads}) must divide d_model ({d_model})"
+            n_heads > 0 && d_model % n_heads == 0 && n_heads % n_kv_heads == 0,
+            "n_heads ({n_heads}) must divide d_model ({d_model}) and be divisible by n_kv_heads ({n_kv_heads})"
         );
+        let d_head = d_model / n_heads;
         CausalSelfAttention {
-            qkv: init::linear(d_model, 3 * d_model, self.init_std, rng, device),
+            qkv: init::linear(d_model, (n_heads + 2 * n_kv_heads) * d_head, self.init_std, rng, device),
             proj: init::linear(d_model, d_model, self.proj_init_std, rng, device),
-            rope: RotaryEncodingConfig::new(self.max_seq, d_model / n_heads)
-                .with_theta(self.rope_theta)
-                .init(device),
-            mask_bias: mask.bias_table(self.max_seq, device),
             attn_dropout: DropoutConfig::new(self.dropout).init(),
             n_heads,
+            n_kv_heads,
+            kind: self.kind,
         }
     }
 }
@@ -99,159 +139,192 @@ impl CausalSelfAttentionConfig {
 impl CausalSelfAttention {
     /// Attends every position to the positions its mask allows.
     ///
-    /// With a `cache`, `x` holds only the new positions; their keys and values are appended
-    /// to the cache and the queries attend over everything cached.
+    /// With a `cache`, `x` holds only the new positions; the cache supplies the earlier ones
+    /// and learns the new ones.
     ///
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
-    pub fn forward(&self, x: Tensor<3>, cache: Option<&mut KvCache>) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, tables: &AttentionTables, mut cache: Option<&mut AttentionCache>) -> Tensor<3> {
+        if let Some(y) = fused::forward(self, &x, tables, cache.as_deref_mut()) {
+            return y; // everything below, as one CPU kernel
+        }
         let [batch, seq, d_model] = x.dims();
-        let n_heads = self.n_heads;
-        let d_head = d_model / n_heads;
         let past = cache.as_ref().map_or(0, |c| c.len());
 
-        let qkv = self.qkv.forward(x); // [batch, seq, 3·d_model]
-        // With a cache, the fused kernel serves generation only: it passes no gradient.
-        let kernel_serves = cache.is_none() || !qkv.device().is_autodiff();
-        if kernel_serves && ember_kernels::fused(&qkv) && !sdpa::dropout_active(&self.attn_dropout, &qkv) {
-            // Everything from here to `proj` in one fused CPU kernel (same numbers; see
-            // `ember-kernels`, whose tests compare it with these lines).
-            let (cos, sin) = self.rope.tables(past, seq); // [seq, d_head] each
-            let bias = mask::bias_slice(&self.mask_bias, past, seq); // [seq, past + seq]
-            let scale = 1.0 / (d_head as f64).sqrt();
-            let y = match cache {
-                None => ember_kernels::self_attention(qkv, cos, sin, bias, n_heads, scale),
-                Some(cache) => {
-                    // The kernel writes this step's keys and values into the cache's buffers.
-                    let room = cache.take_room([batch, n_heads, seq, d_head], qkv.dtype(), &qkv.device());
-                    let (y, keys, values) =
-                        ember_kernels::cached_self_attention(qkv, cos, sin, room, bias, past, n_heads, scale);
-                    cache.put_back(keys, values, seq);
-                    y
+        let (q, k, v) = self.split_heads(self.qkv.forward(x)); // [batch, heads, seq, d_head]
+        let (q, k) = tables.rotate(q, k, past);
+        let y = match self.kind {
+            AttentionKind::Softmax(mask) => {
+                // With a cache: the keys and values of positions first..past + seq.
+                let (k, v, first) = match cache {
+                    Some(cache) => cache.kv.append(k, v), // [batch, n_kv_heads, past + seq − first, d_head]
+                    None => (k, v, 0),
+                };
+                let (k, v) = (self.share(k), self.share(v)); // [batch, n_heads, keys, d_head]
+                match mask {
+                    AttentionMask::SlidingWindow { window } if past == 0 && seq > window => {
+                        let band = tables.band.as_ref().expect("a window's band table");
+                        window::attention(q, k, v, band, tables.alibi.as_ref(), &self.attn_dropout)
+                    }
+                    _ => {
+                        let bias = tables.bias(mask, past, seq, first); // [1 | n_heads, seq, keys]
+                        sdpa::scaled_dot_product_attention(q, k, v, bias, &self.attn_dropout)
+                    }
                 }
-            }; // [batch, seq, d_model]
-            return self.proj.forward(y);
-        }
-        let [q, k, v] = qkv.chunk(3, 2).try_into().expect("three chunks");
-        let heads = |t: Tensor<3>| t.reshape([batch, seq, n_heads, d_head]).swap_dims(1, 2); // [batch, n_heads, seq, d_head]
-        let (q, k, v) = (heads(q), heads(k), heads(v));
-
-        let q = self.rope.apply(q, past);
-        let k = self.rope.apply(k, past);
-        let (k, v) = match cache {
-            Some(cache) => cache.append(k, v), // [batch, n_heads, past + seq, d_head]
-            None => (k, v),
-        };
-
-        let bias = mask::bias_slice(&self.mask_bias, past, seq); // [seq, past + seq]
-        let y = sdpa::scaled_dot_product_attention(q, k, v, bias, &self.attn_dropout); // [batch, n_heads, seq, d_head]
+            }
+            AttentionKind::Linear => linear::attention(q, self.share(k), self.share(v), cache.map(|c| &mut c.state)),
+        }; // [batch, n_heads, seq, d_head]
         let y = y.swap_dims(1, 2).reshape([batch, seq, d_model]); // heads side by side
         self.proj.forward(y)
+    }
+
+    /// [`forward`](Self::forward) over a whole sequence (no cache, no dropout), also returning
+    /// the attention weights the layer used: the softmax rows, or linear attention's implied
+    /// weights.
+    ///
+    /// # Shapes
+    /// - x: `[batch, seq, d_model]` → (`[batch, seq, d_model]`, `[batch, n_heads, seq, seq]`)
+    pub fn forward_with_weights(&self, x: Tensor<3>, tables: &AttentionTables) -> (Tensor<3>, Tensor<4>) {
+        if let Some(out) = fused::forward_with_weights(self, &x, tables) {
+            return out;
+        }
+        let [batch, seq, d_model] = x.dims();
+        let (q, k, v) = self.split_heads(self.qkv.forward(x));
+        let (q, k) = tables.rotate(q, k, 0);
+        let (k, v) = (self.share(k), self.share(v));
+        let (y, weights) = match self.kind {
+            AttentionKind::Softmax(mask) => sdpa::with_weights(q, k, v, tables.bias(mask, 0, seq, 0)),
+            AttentionKind::Linear => (linear::attention(q.clone(), k.clone(), v, None), linear::weights(q, k)),
+        };
+        let y = y.swap_dims(1, 2).reshape([batch, seq, d_model]);
+        (self.proj.forward(y), weights)
+    }
+
+    /// An empty cache for this layer (bounded by the window for a sliding window).
+    pub fn new_cache(&self) -> AttentionCache {
+        let kv = match self.kind {
+            AttentionKind::Softmax(AttentionMask::SlidingWindow { window }) => KvCache::bounded(window - 1),
+            _ => KvCache::new(),
+        };
+        AttentionCache {
+            kv,
+            state: LinearState::default(),
+        }
+    }
+
+    /// Width of one head.
+    pub fn d_head(&self) -> usize {
+        self.proj.weight.dims()[0] / self.n_heads
+    }
+
+    /// The fused projection's output as heads.
+    ///
+    /// # Shapes
+    /// - qkv: `[batch, seq, (n_heads + 2·n_kv_heads)·d_head]`
+    /// - returns q `[batch, n_heads, seq, d_head]`, k and v `[batch, n_kv_heads, seq, d_head]`
+    fn split_heads(&self, qkv: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let [batch, seq, _] = qkv.dims();
+        let (h, kv, d) = (self.n_heads, self.n_kv_heads, self.d_head());
+        let heads = |from: usize, n: usize| {
+            qkv.clone()
+                .narrow(2, from * d, n * d)
+                .reshape([batch, seq, n, d])
+                .swap_dims(1, 2)
+        };
+        (heads(0, h), heads(h, kv), heads(h + kv, kv))
+    }
+
+    /// Grouped-query attention: each key/value head serves `n_heads / n_kv_heads` consecutive
+    /// query heads, so query head `h` reads key/value head `h / group`.
+    ///
+    /// # Shapes
+    /// - t: `[batch, n_kv_heads, seq, d_head]` → `[batch, n_heads, seq, d_head]`
+    fn share(&self, t: Tensor<4>) -> Tensor<4> {
+        let group = self.n_heads / self.n_kv_heads;
+        if group == 1 {
+            return t;
+        }
+        let [batch, kv, seq, d] = t.dims();
+        t.unsqueeze_dim::<5>(2) // [batch, n_kv_heads, 1, seq, d_head]
+            .repeat_dim(2, group)
+            .reshape([batch, kv * group, seq, d])
+    }
+}
+
+/// The layer's forward pass as one fused CPU kernel (`ember_kernels::self_attention`: the head
+/// split, RoPE, attention and the head merge in one operation with one backward pass), where
+/// it serves: f32 on flex, softmax attention with a mask shared by the heads, RoPE over whole
+/// heads, one key/value head per query head, no dropout on the weights, and with a cache only
+/// outside autodiff. `ember-kernels`' tests compare it with the composition.
+mod fused {
+    use super::*;
+    use crate::rope::RotaryEncoding;
+
+    fn serves<'a>(
+        layer: &CausalSelfAttention,
+        x: &Tensor<3>,
+        tables: &'a AttentionTables,
+        cached: bool,
+    ) -> Option<(AttentionMask, &'a RotaryEncoding)> {
+        let AttentionKind::Softmax(mask) = layer.kind else {
+            return None;
+        };
+        let rope = tables.rope.as_ref().filter(|rope| rope.is_full())?;
+        let serves = ember_kernels::fused(x)
+            && layer.n_kv_heads == layer.n_heads
+            && !sdpa::dropout_active(&layer.attn_dropout, x)
+            && !(cached && x.device().is_autodiff());
+        serves.then_some((mask, rope))
+    }
+
+    pub(super) fn forward(
+        layer: &CausalSelfAttention,
+        x: &Tensor<3>,
+        tables: &AttentionTables,
+        cache: Option<&mut AttentionCache>,
+    ) -> Option<Tensor<3>> {
+        let (mask, rope) = serves(layer, x, tables, cache.is_some())?;
+        let [batch, seq, _] = x.dims();
+        let (heads, d_head) = (layer.n_heads, layer.d_head());
+        let scale = 1.0 / (d_head as f64).sqrt();
+        let qkv = layer.qkv.forward(x.clone()); // [batch, seq, 3·d_model]
+        let y = match cache {
+            None => {
+                let (cos, sin) = rope.tables(0, seq); // [seq, d_head] each
+                let bias = tables.bias(mask, 0, seq, 0).squeeze_dim::<2>(0); // [seq, seq]
+                ember_kernels::self_attention(qkv, cos, sin, bias, heads, scale)
+            }
+            Some(cache) => {
+                // The kernel writes this step's keys and values into the cache's buffers.
+                let past = cache.kv.len();
+                let room = cache.kv.take_room([batch, heads, seq, d_head], qkv.dtype(), &qkv.device());
+                let first = cache.kv.first();
+                let (cos, sin) = rope.tables(past, seq);
+                let bias = tables.bias(mask, past, seq, first).squeeze_dim::<2>(0); // [seq, past + seq − first]
+                let (y, keys, values) =
+                    ember_kernels::cached_self_attention(qkv, cos, sin, room, bias, past - first, heads, scale);
+                cache.kv.put_back(keys, values, seq);
+                y
+            }
+        }; // [batch, seq, d_model]
+        Some(layer.proj.forward(y))
+    }
+
+    pub(super) fn forward_with_weights(
+        layer: &CausalSelfAttention,
+        x: &Tensor<3>,
+        tables: &AttentionTables,
+    ) -> Option<(Tensor<3>, Tensor<4>)> {
+        let (mask, rope) = serves(layer, x, tables, false)?;
+        let seq = x.dims()[1];
+        let scale = 1.0 / (layer.d_head() as f64).sqrt();
+        let (cos, sin) = rope.tables(0, seq);
+        let bias = tables.bias(mask, 0, seq, 0).squeeze_dim::<2>(0);
+        let qkv = layer.qkv.forward(x.clone());
+        let (y, weights) = ember_kernels::self_attention_with_weights(qkv, cos, sin, bias, layer.n_heads, scale);
+        Some((layer.proj.forward(y), weights))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_util::{assert_close, device, values};
-    use burn::tensor::{Distribution, TensorData};
-
-    fn layer(mask: AttentionMask) -> CausalSelfAttention {
-        layer_on(mask, &device())
-    }
-
-    fn layer_on(mask: AttentionMask, device: &Device) -> CausalSelfAttention {
-        CausalSelfAttentionConfig::new(8, 2, 6)
-            .with_init_std(0.3)
-            .with_proj_init_std(0.3)
-            .init_with_mask(mask, &mut init::seeded(1), device)
-    }
-
-    fn input(seed: u64) -> Vec<f32> {
-        init::normal_vec(&mut init::seeded(seed), 2 * 6 * 8, 1.0)
-    }
-
-    fn run(layer: &CausalSelfAttention, x: &[f32], seq: usize) -> Vec<f32> {
-        let x = Tensor::<3>::from_data(TensorData::new(x.to_vec(), [2, seq, 8]), &device());
-        values(&layer.forward(x, None))
-    }
-
-    #[test]
-    fn later_tokens_do_not_change_earlier_outputs() {
-        let layer = layer(AttentionMask::Causal);
-        let x = input(2);
-        let mut changed = x.clone();
-        for v in &mut changed[4 * 8..5 * 8] {
-            *v += 1.0; // position 4 of the first sequence
-        }
-        let (a, b) = (run(&layer, &x, 6), run(&layer, &changed, 6));
-        assert_close(&b[..4 * 8], &a[..4 * 8], 0.0);
-        assert!(a[4 * 8..5 * 8].iter().zip(&b[4 * 8..5 * 8]).any(|(p, q)| p != q));
-    }
-
-    #[test]
-    fn sliding_window_forgets_positions_outside_it() {
-        let layer = layer(AttentionMask::SlidingWindow { window: 2 });
-        let x = input(3);
-        let mut changed = x.clone();
-        changed[0] += 1.0; // position 0
-        let (a, b) = (run(&layer, &x, 6), run(&layer, &changed, 6));
-        // position 1 still sees position 0; position 2 no longer does.
-        assert!(a[8..16] != b[8..16]);
-        assert_close(&b[16..48], &a[16..48], 0.0);
-    }
-
-    #[test]
-    fn kv_cache_gives_the_same_outputs_as_the_full_sequence() {
-        let x = input(4);
-        let full = run(&layer(AttentionMask::Causal), &x, 6);
-        // On flex the fused kernel runs the cached steps; under autodiff the composition does.
-        for device in [device(), device().autodiff()] {
-            let layer = layer_on(AttentionMask::Causal, &device);
-            let x = Tensor::<3>::from_data(TensorData::new(x.clone(), [2, 6, 8]), &device);
-            let mut cache = KvCache::new();
-            let mut stepwise = vec![Vec::new(); 2];
-            // a prompt of 3 positions, then one position at a time
-            for (start, len) in [(0, 3), (3, 1), (4, 1), (5, 1)] {
-                let out = layer.forward(x.clone().narrow(1, start, len), Some(&mut cache));
-                for (b, rows) in stepwise.iter_mut().enumerate() {
-                    rows.extend(values(&out.clone().narrow(0, b, 1)));
-                }
-            }
-            assert_eq!(cache.len(), 6);
-            assert_close(&stepwise.concat(), &full, 1e-5);
-        }
-    }
-
-    #[test]
-    fn gradient_matches_finite_differences() {
-        let device = device().autodiff();
-        let layer = CausalSelfAttentionConfig::new(4, 2, 3)
-            .with_init_std(0.5)
-            .with_proj_init_std(0.5)
-            .init(&mut init::seeded(5), &device);
-        let x0 = Tensor::<3>::random([1, 3, 4], Distribution::Normal(0.0, 1.0), &device);
-        let x_vals = values(&x0);
-        // loss = Σ out ⊙ w for a fixed random w, so every output matters.
-        let w = Tensor::<3>::random([1, 3, 4], Distribution::Normal(0.0, 1.0), &device);
-        let loss = |x: Tensor<3>| (layer.forward(x, None) * w.clone()).sum();
-        let x = x0.require_grad();
-        let grads = loss(x.clone()).backward();
-        let analytic = values(&x.grad(&grads).expect("gradient"));
-        let eps = 1e-2;
-        for i in 0..x_vals.len() {
-            let shifted = |delta: f32| {
-                let mut v = x_vals.clone();
-                v[i] += delta;
-                let x = Tensor::<3>::from_data(TensorData::new(v, [1, 3, 4]), &device);
-                loss(x).into_scalar::<f32>()
-            };
-            let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
-            assert!(
-                (numeric - analytic[i]).abs() < 2e-3,
-                "x[{i}]: finite difference {numeric}, autodiff {}",
-                analytic[i]
-            );
-        }
-    }
-}
+mod tests;

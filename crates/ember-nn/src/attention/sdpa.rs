@@ -1,55 +1,113 @@
 //! Scaled dot-product attention: `softmax(Q Kᵀ / √d_head + bias) V`.
 //!
-//! The code below is the reference formulation: it materialises the `[seq, past + seq]` score
-//! matrix of every head. On the flex CPU backend, without attention dropout, a fused kernel
-//! (`ember_kernels::attention`) computes the same numbers head by head and skips the key
-//! columns the mask hides from a whole block of queries; `ember-kernels`' tests compare it
-//! with this composition, values and gradients.
+//! The composition below materialises the `[seq, keys]` score matrix of every head. On the
+//! flex CPU backend a fused kernel computes the same numbers head by head (see [`fused`] at the
+//! bottom); `ember-kernels`' tests compare the two, values and gradients.
 
 use burn::nn::Dropout;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 
-use crate::linear::matmul;
-
-/// Attends each query to the keys its mask bias allows.
+/// Attends each query to the keys its bias allows.
 ///
 /// `bias` holds `0` where attention is allowed and `−∞` where it is not (see
-/// [`AttentionMask`](super::AttentionMask)). `dropout` acts on the attention weights, after the
+/// [`AttentionMask`](super::AttentionMask)), plus any score penalties (ALiBi), either shared by
+/// the heads (`[1, seq, keys]`) or per head. `dropout` acts on the attention weights, after the
 /// softmax, and only while training.
 ///
 /// # Shapes
 /// - q: `[batch, n_heads, seq, d_head]`
-/// - k, v: `[batch, n_heads, past + seq, d_head]`
-/// - bias: `[seq, past + seq]`
+/// - k, v: `[batch, n_heads, keys, d_head]`
+/// - bias: `[1 | n_heads, seq, keys]`
 /// - returns `[batch, n_heads, seq, d_head]`
 pub fn scaled_dot_product_attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
-    bias: Tensor<2>,
+    bias: Tensor<3>,
     dropout: &Dropout,
 ) -> Tensor<4> {
-    let [_, _, _, d_head] = q.dims();
-    let scale = 1.0 / (d_head as f64).sqrt();
-    if ember_kernels::fused(&q) && !dropout_active(dropout, &q) {
-        return ember_kernels::attention(q, k, v, bias, scale); // all of the below, fused
+    if let Some(y) = fused::attention(&q, &k, &v, &bias, dropout) {
+        return y;
     }
-    let scores = matmul(q, k.swap_dims(2, 3)); // [batch, n_heads, seq, past + seq]
-    let weights = if ember_kernels::fused(&scores) {
-        ember_kernels::softmax(scores, bias, scale) // the three lines below, in one pass
-    } else {
-        let scores = scores.mul_scalar(scale);
-        let scores = scores.clone() + bias.cast(scores.dtype()).unsqueeze::<4>(); // masked entries become −∞
-        softmax(scores, 3) // each row sums to 1 over the allowed keys
-    };
+    let (scores, scale) = (q.clone().matmul(k.swap_dims(2, 3)), scale(&q)); // [batch, n_heads, seq, keys]
+    let weights = softmax_weights(scores, scale, bias);
     let weights = dropout.forward(weights);
-    matmul(weights, v) // [batch, n_heads, seq, d_head]
+    weights.matmul(v) // [batch, n_heads, seq, d_head]
+}
+
+/// [`scaled_dot_product_attention`] without dropout, also returning the attention weights:
+/// the softmax rows that weigh the values.
+///
+/// # Shapes
+/// - as [`scaled_dot_product_attention`]; weights `[batch, n_heads, seq, keys]`
+pub fn with_weights(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+    if let Some(out) = fused::attention_with_weights(&q, &k, &v, &bias) {
+        return out;
+    }
+    let (scores, scale) = (q.clone().matmul(k.swap_dims(2, 3)), scale(&q));
+    let weights = softmax_weights(scores, scale, bias);
+    (weights.clone().matmul(v), weights)
+}
+
+/// `1 / √d_head`.
+fn scale(q: &Tensor<4>) -> f64 {
+    1.0 / (q.dims()[3] as f64).sqrt()
+}
+
+/// `softmax(scores · scale + bias)` over the keys.
+///
+/// # Shapes
+/// - scores: `[batch, n_heads, seq, keys]`, bias: `[1 | n_heads, seq, keys]` → as scores
+pub(crate) fn softmax_weights(scores: Tensor<4>, scale: f64, bias: Tensor<3>) -> Tensor<4> {
+    let scores = scores.mul_scalar(scale);
+    let scores = scores.clone() + bias.cast(scores.dtype()).unsqueeze::<4>(); // masked entries become −∞
+    softmax(scores, 3) // each row sums to 1 over the allowed keys
 }
 
 /// Whether `dropout` would change its input here (training, on an autodiff device, p > 0).
 pub(crate) fn dropout_active<const D: usize>(dropout: &Dropout, x: &Tensor<D>) -> bool {
     dropout.prob > 0.0 && dropout.training.is_enabled() && x.device().is_autodiff()
+}
+
+/// The fused CPU kernels for the composition above, where they serve: f32 on flex, a bias
+/// shared by the heads (no ALiBi).
+mod fused {
+    use super::*;
+
+    /// The mask bias as `[seq, keys]`, where a kernel serves these operands.
+    fn shared_bias(q: &Tensor<4>, bias: &Tensor<3>) -> Option<Tensor<2>> {
+        (ember_kernels::fused(q) && bias.dims()[0] == 1).then(|| bias.clone().squeeze_dim::<2>(0))
+    }
+
+    pub(super) fn attention(
+        q: &Tensor<4>,
+        k: &Tensor<4>,
+        v: &Tensor<4>,
+        bias: &Tensor<3>,
+        dropout: &Dropout,
+    ) -> Option<Tensor<4>> {
+        let shared = shared_bias(q, bias)?;
+        let scale = scale(q);
+        let (q, k, v) = (q.clone(), k.clone(), v.clone());
+        if !dropout_active(dropout, &q) {
+            return Some(ember_kernels::attention(q, k, v, shared, scale)); // all of it, fused
+        }
+        // With dropout on the weights: the products and the softmax as kernels, dropout between.
+        let scores = ember_kernels::matmul(q, k.swap_dims(2, 3));
+        let weights = dropout.forward(ember_kernels::softmax(scores, shared, scale));
+        Some(ember_kernels::matmul(weights, v))
+    }
+
+    pub(super) fn attention_with_weights(
+        q: &Tensor<4>,
+        k: &Tensor<4>,
+        v: &Tensor<4>,
+        bias: &Tensor<3>,
+    ) -> Option<(Tensor<4>, Tensor<4>)> {
+        let shared = shared_bias(q, bias)?;
+        Some(ember_kernels::attention_with_weights(q.clone(), k.clone(), v.clone(), shared, scale(q)))
+    }
 }
 
 #[cfg(test)]
@@ -64,6 +122,10 @@ mod tests {
         Tensor::from_data(TensorData::new(v, shape), &device())
     }
 
+    fn no_dropout() -> Dropout {
+        DropoutConfig::new(0.0).init()
+    }
+
     #[test]
     fn matches_hand_computed_weights() {
         // One head, d_head = 1, two positions. q = [1, 2], k = [1, 1], v = [10, 20].
@@ -72,8 +134,8 @@ mod tests {
         let q = t4(vec![1.0, 2.0], [1, 1, 2, 1]);
         let k = t4(vec![1.0, 1.0], [1, 1, 2, 1]);
         let v = t4(vec![10.0, 20.0], [1, 1, 2, 1]);
-        let bias = AttentionMask::Causal.bias_table(2, &device());
-        let out = scaled_dot_product_attention(q, k, v, bias, &DropoutConfig::new(0.0).init());
+        let bias = AttentionMask::Causal.bias_table(2, &device()).unsqueeze::<3>();
+        let out = scaled_dot_product_attention(q, k, v, bias, &no_dropout());
         assert_close(&values(&out), &[10.0, 15.0], 1e-5);
     }
 
@@ -84,9 +146,24 @@ mod tests {
         let q = t4(vec![1.0, 1.0, 0.0, 0.0], [1, 1, 1, 4]);
         let k = t4(vec![1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], [1, 1, 2, 4]);
         let v = t4(vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0], [1, 1, 2, 4]);
-        let bias = Tensor::<2>::zeros([1, 2], &device());
-        let out = scaled_dot_product_attention(q, k, v, bias, &DropoutConfig::new(0.0).init());
+        let bias = Tensor::<3>::zeros([1, 1, 2], &device());
         let e = std::f32::consts::E;
-        assert_close(&values(&out), &[e / (e + 1.0), 1.0 / (e + 1.0), 0.0, 0.0], 1e-6);
+        let expected = [e / (e + 1.0), 1.0 / (e + 1.0)];
+        let out = scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), bias.clone(), &no_dropout());
+        assert_close(&values(&out), &[expected[0], expected[1], 0.0, 0.0], 1e-6);
+        let (_, weights) = with_weights(q, k, v, bias);
+        assert_close(&values(&weights), &expected, 1e-6);
+    }
+
+    #[test]
+    fn a_per_head_bias_penalises_each_head_alone() {
+        // Two heads with the same q, k, v; head 1's second key is penalised by ln 3:
+        // weights [1/2, 1/2] in head 0, [3/4, 1/4] in head 1.
+        let q = t4(vec![0.0; 2], [1, 2, 1, 1]);
+        let k = t4(vec![0.0; 4], [1, 2, 2, 1]);
+        let v = t4(vec![1.0, 0.0, 1.0, 0.0], [1, 2, 2, 1]);
+        let bias = Tensor::<3>::from_data(TensorData::new(vec![0.0, 0.0, 0.0, -(3f32.ln())], [2, 1, 2]), &device());
+        let out = scaled_dot_product_attention(q, k, v, bias, &no_dropout());
+        assert_close(&values(&out), &[0.5, 0.75], 1e-6);
     }
 }
