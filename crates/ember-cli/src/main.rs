@@ -3,10 +3,12 @@
 //! Each subcommand lives in its own module; this file parses the command line, sets up
 //! logging, and turns errors into one `error: …` line and a non-zero exit code.
 
+mod attention;
 mod bench;
 mod device;
 mod eval;
 mod info;
+mod report;
 mod sample;
 mod serve;
 mod train;
@@ -41,6 +43,10 @@ enum Command {
     Info(info::InfoArgs),
     /// Measure training (or generation) throughput, MFU and peak memory.
     Bench(bench::BenchArgs),
+    /// Show a trained model's attention on a prompt: an explorer page, a PNG, or JSON.
+    Attention(attention::AttentionArgs),
+    /// Make a training report of one or more runs: curves, config, best checkpoint, a sample.
+    Report(report::ReportArgs),
     /// Lend this machine's device to a trainer elsewhere (multi-node; needs --features remote).
     Serve(serve::ServeArgs),
 }
@@ -68,6 +74,8 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Attention(args) => attention::run(args),
+        Command::Report(args) => report::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

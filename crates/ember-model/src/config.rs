@@ -81,6 +81,9 @@ impl Default for GptConfig {
 }
 
 impl GptConfig {
+    /// The keys that are absent by default (and so absent from a serialised default config).
+    pub const OPTIONAL_KEYS: [&str; 4] = ["n_kv_head", "d_ff", "window", "window_pattern"];
+
     /// A tiny model for tests and smoke runs: 2 layers, 2 heads, width 32, context 32.
     pub fn nano() -> Self {
         Self {

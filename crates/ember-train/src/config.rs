@@ -248,7 +248,13 @@ fn line_hint(text: &str, e: &toml::de::Error) -> String {
 
 /// The known sections and keys, read off the defaults.
 fn schema() -> toml::Table {
-    toml::Table::try_from(RunConfig::default()).expect("defaults serialise")
+    let mut schema = toml::Table::try_from(RunConfig::default()).expect("defaults serialise");
+    // Keys whose default is "absent" do not serialise; they are known all the same.
+    let model = schema.get_mut("model").and_then(|m| m.as_table_mut()).expect("[model]");
+    for key in GptConfig::OPTIONAL_KEYS {
+        model.insert(key.to_string(), toml::Value::Boolean(true));
+    }
+    schema
 }
 
 /// Rejects unknown sections and keys, suggesting the nearest known one.

@@ -23,6 +23,8 @@ pub struct LoadedRun {
     pub checkpoint: PathBuf,
     /// Its step.
     pub step: u64,
+    /// The validation loss measured when it was written, if it was an evaluation step.
+    pub val_loss: Option<f64>,
 }
 
 /// Loads the selected checkpoint of `run_dir` onto `device` (no autodiff), checking that the
@@ -35,6 +37,13 @@ pub fn load_run(run_dir: &Path, selector: Selector, device: &Device) -> Result<L
         });
     }
     let dir = checkpoint::select(run_dir, selector)?;
+    load_checkpoint(run_dir, &dir, device)
+}
+
+/// Loads checkpoint directory `dir` of the run in `run_dir` onto `device`, as
+/// [`load_run`] does for the checkpoint it selects.
+pub fn load_checkpoint(run_dir: &Path, dir: &Path, device: &Device) -> Result<LoadedRun, TrainError> {
+    let dir = dir.to_path_buf();
     let ck = checkpoint::load(&dir)?;
     let tokenizer = Tokenizer::load(&run_dir.join("tokenizer.json"))?;
     if tokenizer.fingerprint() != ck.state.tokenizer_fingerprint {
@@ -55,5 +64,6 @@ pub fn load_run(run_dir: &Path, selector: Selector, device: &Device) -> Result<L
         config,
         checkpoint: dir,
         step: ck.state.step,
+        val_loss: ck.state.val_loss,
     })
 }

@@ -4,6 +4,7 @@
 //! - [`optim`]: gradients by name, global-norm clipping, AdamW, warm-up + cosine schedule.
 //! - [`trainer`]: the loop, with an [`Observer`](trainer::Observer) for progress display.
 //! - [`eval`]: loss estimates during training, full-text evaluation for `ember eval`.
+//! - [`inspect`]: attention weights, head summaries and rollout of a trained model.
 //! - [`checkpoint`]: the versioned, checksummed, atomically written checkpoint format.
 //! - [`metrics`]: `metrics.jsonl`.
 //! - [`params`]: parameters by name (checkpoint keys, optimiser state keys).
@@ -18,6 +19,7 @@ pub mod config;
 pub mod error;
 pub mod eval;
 pub mod inference;
+pub mod inspect;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;

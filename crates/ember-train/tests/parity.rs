@@ -5,90 +5,20 @@
 //! `data/golden.json` is the reference's output for seed 1337 (vocab 11, 2 layers, 2 heads,
 //! d_model 8, context 6, batch 2), copied unchanged.
 
-use std::collections::BTreeMap;
+mod common;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
-use ember_model::{GptConfig, cross_entropy};
+use burn::tensor::Device;
+use common::{assert_close, flatten, golden, golden_config, ids, named};
+use ember_model::cross_entropy;
 use ember_train::optim::{AdamW, AdamWConfig, GradBuffer, clip_factor};
-use ember_train::params::{self, NamedData};
-use serde_json::Value;
-
-fn golden() -> Value {
-    serde_json::from_str(include_str!("data/golden.json")).expect("golden.json parses")
-}
-
-fn flatten(v: &Value, out: &mut Vec<f32>, shape: &mut Vec<usize>, depth: usize) {
-    match v {
-        Value::Array(items) => {
-            if shape.len() == depth {
-                shape.push(items.len());
-            }
-            for item in items {
-                flatten(item, out, shape, depth + 1);
-            }
-        }
-        Value::Number(n) => out.push(n.as_f64().expect("number") as f32),
-        other => panic!("unexpected {other}"),
-    }
-}
-
-/// A golden tensor in Burn's layout: PyTorch's Linear weights `[out, in]` are transposed to
-/// Burn's `[in, out]`; the embedding and 1-D tensors are unchanged.
-fn burn_layout(name: &str, v: &Value) -> NamedData {
-    let (mut values, mut shape) = (Vec::new(), Vec::new());
-    flatten(v, &mut values, &mut shape, 0);
-    if shape.len() == 2 && name != "wte.weight" {
-        let (rows, cols) = (shape[0], shape[1]);
-        let mut t = vec![0.0; values.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                t[c * rows + r] = values[r * cols + c];
-            }
-        }
-        values = t;
-        shape = vec![cols, rows];
-    }
-    NamedData { shape, values }
-}
-
-fn named(section: &Value) -> BTreeMap<String, NamedData> {
-    section
-        .as_object()
-        .expect("object")
-        .iter()
-        .map(|(k, v)| (k.clone(), burn_layout(k, v)))
-        .collect()
-}
-
-fn ids(v: &Value, device: &Device) -> Tensor<2, Int> {
-    let rows: Vec<Vec<i64>> = serde_json::from_value(v.clone()).expect("ids");
-    let shape = [rows.len(), rows[0].len()];
-    Tensor::from_data(TensorData::new(rows.concat(), shape), device)
-}
-
-fn assert_close(what: &str, actual: &[f32], expected: &[f32], tol: f32) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    let worst = actual
-        .iter()
-        .zip(expected)
-        .map(|(a, e)| (a - e).abs())
-        .fold(0.0f32, f32::max);
-    assert!(worst <= tol, "{what}: max |difference| {worst:e} exceeds {tol:e}");
-}
+use ember_train::params;
 
 #[test]
 fn logits_loss_gradients_and_one_adamw_step_match_pytorch() {
     let g = golden();
     let c = &g["config"];
     let device = Device::flex().autodiff();
-    let config = GptConfig {
-        vocab_size: c["vocab"].as_u64().unwrap() as usize,
-        n_layer: c["n_layer"].as_u64().unwrap() as usize,
-        n_head: c["n_head"].as_u64().unwrap() as usize,
-        d_model: c["d_model"].as_u64().unwrap() as usize,
-        block_size: c["block"].as_u64().unwrap() as usize,
-        ..GptConfig::nano()
-    };
+    let config = golden_config(&g);
     let weights = named(&g["weights"]);
     let model = config.init(0, &device).unwrap();
     assert!(
