@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module; this file parses the command line, sets up
 //! logging, and turns errors into one `error: …` line and a non-zero exit code.
 
+mod alloc;
 mod attention;
 mod bench;
 mod device;
@@ -11,9 +12,14 @@ mod info;
 mod report;
 mod sample;
 mod serve;
+mod synth;
 mod train;
 
 use std::process::ExitCode;
+
+/// The system allocator, able to count peak memory for `ember bench --attention`.
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +53,8 @@ enum Command {
     Attention(attention::AttentionArgs),
     /// Make a training report of one or more runs: curves, config, best checkpoint, a sample.
     Report(report::ReportArgs),
+    /// Write a synthetic corpus of known entropy rate (copy, recall, Markov) and its floor.
+    Synth(synth::SynthArgs),
     /// Lend this machine's device to a trainer elsewhere (multi-node; needs --features remote).
     Serve(serve::ServeArgs),
 }
@@ -76,6 +84,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Attention(args) => attention::run(args),
         Command::Report(args) => report::run(args),
+        Command::Synth(args) => synth::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

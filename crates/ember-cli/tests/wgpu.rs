@@ -313,3 +313,69 @@ fn a_resumed_run_on_wgpu_follows_the_uninterrupted_one() {
         );
     }
 }
+
+/// One config of each attention variant and model option.
+fn variants() -> Vec<(&'static str, GptConfig)> {
+    use ember_model::config::Attention;
+    use ember_nn::Position;
+    let base = GptConfig {
+        n_head: 4,
+        ..tiny()
+    };
+    vec![
+        ("sliding window", GptConfig { attention: Attention::SlidingWindow, window: Some(5), ..base.clone() }),
+        (
+            "window pattern",
+            GptConfig { attention: Attention::SlidingWindow, window: Some(3), window_pattern: Some("SL".into()), ..base.clone() },
+        ),
+        ("linear", GptConfig { attention: Attention::Linear, ..base.clone() }),
+        ("multi-query", GptConfig { n_kv_head: Some(1), ..base.clone() }),
+        ("ALiBi", GptConfig { position: Position::Alibi, n_kv_head: Some(2), ..base.clone() }),
+        ("no positions", GptConfig { position: Position::None, ..base.clone() }),
+        (
+            "GPT-NeoX options",
+            GptConfig { rotary_pct: 0.5, parallel_residual: true, tie_embeddings: false, ..base },
+        ),
+    ]
+}
+
+#[test]
+fn every_attention_variant_runs_on_wgpu_as_on_the_cpu() {
+    let (cpu, gpu) = (Device::flex(), gpu());
+    for (name, config) in variants() {
+        // The forward pass.
+        let a = config.init(7, &cpu).unwrap().forward(tokens(&cpu)).into_data().try_to_vec::<f32>().unwrap();
+        let b = config.init(7, &gpu).unwrap().forward(tokens(&gpu)).into_data().try_to_vec::<f32>().unwrap();
+        let d = max_diff(&a, &b);
+        assert!(d < 1e-4, "{name}: logits differ by {d}");
+        // A training step's loss and gradient norm.
+        let step = |device: &Device| {
+            let ad = device.clone().autodiff();
+            let mut opt = AdamW::new(RunConfig::default().train.adamw());
+            let settings = StepSettings {
+                lr: 1e-2,
+                grad_clip: 1.0,
+                precision: Precision::F32,
+                dropout_seeds: &[],
+                shards: None,
+                step: 1,
+            };
+            let (_, s) = optimizer_step(config.init(7, &ad).unwrap(), &mut opt, &[batch()], settings, None, &ad).unwrap();
+            (s.loss, s.grad_norm)
+        };
+        let ((lc, nc), (lg, ng)) = (step(&cpu), step(&gpu));
+        assert!((lc - lg).abs() < 1e-4 && (nc - ng).abs() < 1e-4 * nc.max(1.0), "{name}: {lc}/{nc} vs {lg}/{ng}");
+        // Greedy generation with each variant's cache, past the context.
+        let generate = |device: &Device| {
+            let model = config.init(7, device).unwrap();
+            let options = GenerateOptions {
+                max_new_tokens: 24,
+                use_cache: true,
+            };
+            Generator::new(&model, device.clone())
+                .generate(&[1, 2, 3], options, &mut Sampler::greedy(), |_| {})
+                .unwrap()
+        };
+        assert_eq!(generate(&cpu), generate(&gpu), "{name}: generated tokens");
+    }
+}

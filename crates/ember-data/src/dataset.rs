@@ -105,6 +105,9 @@ pub struct TokenMeta {
     pub val_tokens: usize,
     /// Characters of text in the validation split (for bits per character).
     pub val_chars: usize,
+    /// The entropy floor of a synthetic corpus (recorded beside it by `ember synth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entropy_floor: Option<crate::synth::EntropyFloor>,
 }
 
 /// A run's tokenizer and memory-mapped splits.
@@ -175,6 +178,11 @@ pub fn prepare(config: &DataConfig, run_dir: &Path) -> Result<PreparedData, Data
         train_tokens: train_ids.len(),
         val_tokens: val_ids.len(),
         val_chars: tokenizer.decode(val_ids).chars().count(),
+        entropy_floor: config
+            .path
+            .is_file()
+            .then(|| crate::synth::read_floor(&config.path, &text))
+            .flatten(),
     };
     let meta_json = serde_json::to_string_pretty(&meta).expect("serialisable");
     fs::write(&paths.meta, meta_json).map_err(DataError::io("writing", &paths.meta))?;

@@ -10,6 +10,7 @@
 //! - [`token_file`]: token ids on disk (u16 when the vocabulary fits, else u32), memory-mapped.
 //! - [`dataset`]: the `[data]` config section and the preparation of a run's token files.
 //! - [`sampler`]: random contiguous windows from a seeded, resumable generator.
+//! - [`synth`]: synthetic corpora of known entropy rate (copy, recall, Markov).
 //!
 //! This crate knows nothing of tensors, models or training: a [`Batch`] is plain token ids.
 
@@ -17,6 +18,7 @@ pub mod corpus;
 pub mod dataset;
 pub mod error;
 pub mod sampler;
+pub mod synth;
 pub mod token_file;
 pub mod tokenizer;
 

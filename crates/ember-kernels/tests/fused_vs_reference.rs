@@ -301,13 +301,16 @@ fn reference_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<2>
 fn attention_matches_the_composition_for_causal_windowed_and_cached_masks() {
     // (batch, heads, queries, keys, d_head, window): several query blocks with a ragged last
     // one; a head width of two and a half register tiles; fewer queries than a register tile
-    // against a longer cache; a sliding window; a few new queries against a longer cache; a
+    // against a longer cache; sliding windows (blocks past the first then start at a later
+    // key), also for two queries against a cache; a few new queries against a longer cache; a
     // single query.
     for (case, &(b, h, tq, tk, d, window)) in [
         (2, 3, 150, 150, 16, usize::MAX),
         (1, 2, 37, 37, 40, usize::MAX),
         (1, 2, 3, 20, 8, usize::MAX),
         (1, 2, 70, 70, 8, 9),
+        (1, 2, 200, 200, 16, 20),
+        (1, 2, 2, 100, 8, 10),
         (2, 2, 5, 40, 8, usize::MAX),
         (1, 1, 1, 12, 4, usize::MAX),
     ]

@@ -234,6 +234,28 @@ mod tests {
     }
 
     #[test]
+    fn in_one_windowed_layer_a_token_outside_the_window_changes_no_logit() {
+        // One layer, window 3: the logits at position 5 depend on positions 3, 4 and 5 only.
+        let model = GptConfig {
+            vocab_size: 11,
+            block_size: 8,
+            n_layer: 1,
+            attention: crate::config::Attention::SlidingWindow,
+            window: Some(3),
+            ..GptConfig::nano()
+        }
+        .init(1, &device())
+        .unwrap();
+        let base = [1i64, 2, 3, 4, 5, 6];
+        let row = |tokens: &[i64]| logits(&model, tokens)[5 * 11..6 * 11].to_vec();
+        for (pos, should_change) in [(0, false), (1, false), (2, false), (3, true), (4, true)] {
+            let mut changed = base;
+            changed[pos] = 10;
+            assert_eq!(row(&changed) != row(&base), should_change, "changing position {pos}");
+        }
+    }
+
+    #[test]
     fn an_untied_head_is_its_own_parameter_and_a_tied_model_is_unchanged() {
         let tied = tiny();
         assert!(tied.lm_head.is_none());

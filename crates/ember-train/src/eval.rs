@@ -63,11 +63,20 @@ impl EvalResult {
     }
 }
 
-/// Predicts every token of `ids` but the first from the tokens before it, in consecutive
-/// non-overlapping windows of up to `block_size` tokens (each window starts a fresh
-/// context), `batch` windows at a time. `model` must be in evaluation mode.
-pub fn evaluate_sequence(model: &Gpt, ids: &[u32], batch: usize, device: &Device) -> EvalResult {
+/// Predicts every token of `ids` but the first from the tokens before it, `batch` windows of
+/// up to `block_size` tokens at a time; `model` must be in evaluation mode.
+///
+/// With `stride = block_size` the windows are consecutive and do not overlap: each starts a
+/// fresh context, so a token early in a window sees few tokens before it. With a smaller
+/// stride, each window after the first moves on by `stride` tokens and scores only its last
+/// `stride` predictions: every token is still predicted once, now with at least
+/// `block_size − stride` tokens of context (the first window's excepted), for `block_size /
+/// stride` times the work.
+pub fn evaluate_sequence(model: &Gpt, ids: &[u32], batch: usize, stride: usize, device: &Device) -> EvalResult {
     let block = model.block_size;
+    if stride < block {
+        return evaluate_strided(model, ids, batch, stride.max(1), device);
+    }
     let predicted = ids.len().saturating_sub(1);
     let mut nll_sum = 0.0;
     let mut starts: Vec<usize> = (0..predicted).step_by(block).collect();
@@ -83,6 +92,51 @@ pub fn evaluate_sequence(model: &Gpt, ids: &[u32], batch: usize, device: &Device
         nll_sum,
         tokens: predicted,
     }
+}
+
+/// [`evaluate_sequence`] with overlapping windows.
+fn evaluate_strided(model: &Gpt, ids: &[u32], batch: usize, stride: usize, device: &Device) -> EvalResult {
+    let block = model.block_size;
+    let predicted = ids.len().saturating_sub(1);
+    // (start, predictions in the window, how many of the last ones it scores)
+    let mut windows = Vec::new();
+    let mut end = block.min(predicted);
+    windows.push((0, end, end));
+    while end < predicted {
+        let next = (end + stride).min(predicted);
+        let start = next.saturating_sub(block);
+        windows.push((start, next - start, next - end));
+        end = next;
+    }
+    let mut nll_sum = 0.0;
+    // Windows of the same length and score count run together.
+    for same in windows.chunk_by(|a, b| (a.1, a.2) == (b.1, b.2)) {
+        for group in same.chunks(batch) {
+            let starts: Vec<usize> = group.iter().map(|w| w.0).collect();
+            nll_sum += window_tail_loss(model, ids, &starts, group[0].1, group[0].2, device);
+        }
+    }
+    EvalResult {
+        nll_sum,
+        tokens: predicted,
+    }
+}
+
+/// Summed loss of the last `scored` of the `len` predictions of the windows at `starts`.
+fn window_tail_loss(model: &Gpt, ids: &[u32], starts: &[usize], len: usize, scored: usize, device: &Device) -> f64 {
+    if scored == 0 {
+        return 0.0;
+    }
+    let windows: Vec<u32> = starts
+        .iter()
+        .flat_map(|&s| ids[s..s + len + 1].iter().copied())
+        .collect();
+    let b = Batch::from_windows(&windows, len);
+    let (x, y) = batch_tensors(&b, device);
+    let logp = burn::tensor::activation::log_softmax(model.forward(x), 2); // [windows, len, vocab]
+    let picked = logp.gather(2, y.unsqueeze_dim::<3>(2)); // [windows, len, 1]
+    let nll = -picked.narrow(1, len - scored, scored).sum().into_scalar::<f32>() as f64;
+    nll
 }
 
 /// Summed loss of windows of `len` predictions starting at each of `starts`.
@@ -113,12 +167,41 @@ mod tests {
         .init(3, &device)
         .unwrap();
         let ids: Vec<u32> = (0..23).map(|i| (i * 5 % 7) as u32).collect();
-        let a = evaluate_sequence(&model, &ids, 1, &device);
-        let b = evaluate_sequence(&model, &ids, 3, &device);
+        let a = evaluate_sequence(&model, &ids, 1, 4, &device);
+        let b = evaluate_sequence(&model, &ids, 3, 4, &device);
         assert_eq!(a.tokens, 22);
         assert!((a.nll_sum - b.nll_sum).abs() < 1e-4, "{} vs {}", a.nll_sum, b.nll_sum);
         // an untrained model predicts close to uniformly: loss ≈ ln 7
         assert!((a.loss() - 7f64.ln()).abs() < 0.1, "{}", a.loss());
+    }
+
+    #[test]
+    fn a_stride_scores_every_prediction_once_with_the_context_before_it() {
+        let device = Device::flex();
+        let model = GptConfig {
+            vocab_size: 7,
+            block_size: 4,
+            ..GptConfig::nano()
+        }
+        .init(3, &device)
+        .unwrap();
+        let ids: Vec<u32> = (0..23).map(|i| (i * 5 % 7) as u32).collect();
+        // By hand: prediction t (of ids[t + 1]) from the 4-token window ending at t, or the
+        // first window for t < 4.
+        let mut by_hand = 0.0;
+        for t in 0..22usize {
+            let start = t.saturating_sub(3);
+            let r = evaluate_sequence(&model, &ids[start..=t + 1], 1, 4, &device);
+            let earlier = evaluate_sequence(&model, &ids[start..=t], 1, 4, &device);
+            by_hand += r.nll_sum - if t > start { earlier.nll_sum } else { 0.0 };
+        }
+        for batch in [1, 5] {
+            let r = evaluate_sequence(&model, &ids, batch, 1, &device);
+            assert_eq!(r.tokens, 22);
+            assert!((r.nll_sum - by_hand).abs() < 1e-3, "{} vs {by_hand}", r.nll_sum);
+        }
+        // A stride of 2 scores them all too.
+        assert_eq!(evaluate_sequence(&model, &ids, 2, 2, &device).tokens, 22);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`optim`]: gradients by name, global-norm clipping, AdamW, warm-up + cosine schedule.
 //! - [`trainer`]: the loop, with an [`Observer`](trainer::Observer) for progress display.
 //! - [`eval`]: loss estimates during training, full-text evaluation for `ember eval`.
+//! - [`attention_cost`]: attention's time and memory against the context length, per variant.
 //! - [`inspect`]: attention weights, head summaries and rollout of a trained model.
 //! - [`checkpoint`]: the versioned, checksummed, atomically written checkpoint format.
 //! - [`metrics`]: `metrics.jsonl`.
@@ -13,6 +14,7 @@
 //!
 //! Nothing here names a backend: the caller passes a `Device`.
 
+pub mod attention_cost;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;

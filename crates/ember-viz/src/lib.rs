@@ -2,7 +2,8 @@
 //!
 //! - [`attention`]: the attention explorer, one page holding every head's attention at every
 //!   kept checkpoint of a run, and a PNG of every head;
-//! - [`report`]: the run report, the curves of one or more runs, and a PNG of them.
+//! - [`report`]: the run report, the curves of one or more runs, and a PNG of them;
+//! - [`cost`]: attention's time and memory against the context length, as a PNG.
 //!
 //! A page is one HTML file with its script, style and data inline: nothing is fetched from a
 //! network, and it opens from disk in any browser. A figure is a PNG drawn with `plotters` into
@@ -13,6 +14,7 @@
 //! This crate knows nothing of models, tensors or training: it draws the plain data it is given.
 
 pub mod attention;
+pub mod cost;
 mod error;
 mod figure;
 mod page;

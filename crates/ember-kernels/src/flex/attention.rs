@@ -10,9 +10,11 @@
 //!
 //! Two savings over the composition of separate operations:
 //! - the products skip what the mask leaves zero: a block of query rows multiplies only
-//!   against the keys up to the last one any of its rows may see, and inside a block each
-//!   register tile of 4 rows does the same (`tiles.rs`). Under a causal mask a head's products
-//!   cost about 56% of the full ones at a context of 64, close to half at 256;
+//!   against the keys from the first one any of its rows may see (a sliding window hides the
+//!   others) to the last, and inside a block each register tile of 4 rows stops at its own
+//!   rows' last key (`tiles.rs`). Under a causal mask a head's products cost about 56% of the
+//!   full ones at a context of 64, close to half at 256; under a window of `w` they grow as
+//!   `seq · w` instead of `seq²`;
 //! - the score and probability blocks of one head stay in cache between the three products,
 //!   and the score matrix `S`, `∂P` and `∂S` are never stored whole.
 //!
@@ -25,7 +27,7 @@ use rayon::prelude::*;
 
 use super::matmul::batch_starts;
 use super::softmax::{softmax_backward_rows, softmax_rows};
-use super::tiles::{Span, TILE_ROWS, pack, product};
+use super::tiles::{Span, TILE_COLS, TILE_ROWS, pack, product};
 use super::{contiguous_values, uninit};
 
 /// Query rows per block.
@@ -106,13 +108,54 @@ pub(super) fn key_extents(bias: &[f32], q: usize, k: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Blocks of query rows with the number of keys each needs: `(first row, rows, keys)`.
-pub(super) fn blocks(extents: &[usize]) -> Vec<(usize, usize, usize)> {
+/// For each query row, the first key its bias row allows (bias finite); rows that allow none
+/// are caught by [`key_extents`].
+pub(super) fn key_starts(bias: &[f32], q: usize, k: usize) -> Vec<usize> {
+    (0..q)
+        .map(|r| bias[r * k..][..k].iter().position(|b| b.is_finite()).unwrap_or(0))
+        .collect()
+}
+
+/// A block of query rows and the keys they need.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Block {
+    /// First query row.
+    pub(super) r0: usize,
+    /// Query rows.
+    pub(super) rows: usize,
+    /// The first key any of the rows sees, rounded down to a whole column tile: the block's
+    /// products start there (0 without a sliding window).
+    pub(super) lo: usize,
+    /// One past the last key any of the rows sees.
+    pub(super) n: usize,
+}
+
+/// Blocks of `ROWS` query rows with the keys each needs, from every row's first key
+/// (`starts`) and one past its last (`extents`).
+pub(super) fn blocks(starts: &[usize], extents: &[usize]) -> Vec<Block> {
     extents
         .chunks(ROWS)
+        .zip(starts.chunks(ROWS))
         .enumerate()
-        .map(|(i, e)| (i * ROWS, e.len(), *e.iter().max().expect("non-empty block")))
+        .map(|(i, (e, s))| {
+            let first = *s.iter().min().expect("non-empty block");
+            Block {
+                r0: i * ROWS,
+                rows: e.len(),
+                lo: first / TILE_COLS * TILE_COLS,
+                n: *e.iter().max().expect("non-empty block"),
+            }
+        })
         .collect()
+}
+
+/// The block's rows' extents counted from its first key `lo`.
+fn relative(extents: &[usize], block: Block) -> [usize; ROWS] {
+    let mut out = [0; ROWS];
+    for (o, &e) in out.iter_mut().zip(&extents[block.r0..block.r0 + block.rows]) {
+        *o = e - block.lo;
+    }
+    out
 }
 
 /// The shape and memory order of a `[batch, heads, seq, d]` result stored as
@@ -179,7 +222,7 @@ pub(super) struct Dims {
 pub(super) unsafe fn head_forward(
     (q, k, v): (Mat, Mat, Mat),
     dims: Dims,
-    (blocks, extents): (&[(usize, usize, usize)], &[usize]),
+    (blocks, extents): (&[Block], &[usize]),
     bias: &[f32],
     p: *mut f32,
     keep: bool,
@@ -187,33 +230,43 @@ pub(super) unsafe fn head_forward(
     copies: &mut [Vec<f32>; 2],
 ) {
     if extents.len() < TILE_ROWS {
-        let Some(&(_, _, n)) = blocks.first() else {
+        let Some(&block) = blocks.first() else {
             return; // no queries
         };
-        return unsafe { few_queries_forward((q, k, v), dims, (n, extents), bias, p, keep, (o, o_rs)) };
+        return unsafe { few_queries_forward((q, k, v), dims, (block, extents), bias, p, keep, (o, o_rs)) };
     }
     let Dims { d, dv, tk, scale } = dims;
     let [kt, v_packed] = copies;
     let kt = pack(k.transposed(), (d, tk), kt);
     let v = pack(v, (tk, dv), v_packed);
-    for &(r0, rows, n) in blocks {
+    for &block in blocks {
+        let Block { r0, rows, lo, n } = block;
         let p = if keep { unsafe { p.add(r0 * tk) } } else { p };
-        let extents = &extents[r0..r0 + rows];
-        // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values.
+        let rel = relative(extents, block);
+        let rel = &rel[..rows];
+        // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values, and the block's
+        // keys lo..n lie inside every operand.
         unsafe {
-            // S = Q Kᵀ  [rows, n]
-            product((rows, n, d), (p, tk), false, q.rows_from(r0), kt, Span::Keys(extents));
-            let p_rows = std::slice::from_raw_parts_mut(p, rows * tk);
-            softmax_rows(p_rows, &bias[r0 * tk..(r0 + rows) * tk], tk, extents, n, scale, keep);
-            // O = P V  [rows, dv]
-            let pm = Mat::of(p, tk as isize, 1);
+            if keep && lo > 0 {
+                // The keys before the block's first are not computed: their weights are 0.
+                for r in 0..rows {
+                    std::slice::from_raw_parts_mut(p.add(r * tk), lo).fill(0.0);
+                }
+            }
+            // S = Q Kᵀ  [rows, n − lo], from key lo: rows tk apart from p + lo
+            let p_lo = p.add(lo);
+            product((rows, n - lo, d), (p_lo, tk), false, q.rows_from(r0), kt.cols_from(lo), Span::Keys(rel));
+            let p_rows = std::slice::from_raw_parts_mut(p_lo, rows * tk - lo);
+            softmax_rows(p_rows, &bias[r0 * tk + lo..(r0 + rows) * tk], tk, rel, n - lo, scale, keep);
+            // O = P V  [rows, dv], over keys lo..n
+            let pm = Mat::of(p_lo, tk as isize, 1);
             product(
-                (rows, dv, n),
+                (rows, dv, n - lo),
                 (o.add(r0 * o_rs), o_rs),
                 false,
                 pm,
-                v,
-                Span::KeyDepth(extents),
+                v.rows_from(lo),
+                Span::KeyDepth(rel),
             );
         }
     }
@@ -268,28 +321,38 @@ unsafe fn gemm_product(
 unsafe fn few_queries_forward(
     (q, k, v): (Mat, Mat, Mat),
     dims: Dims,
-    (n, extents): (usize, &[usize]),
+    (block, extents): (Block, &[usize]),
     bias: &[f32],
     p: *mut f32,
     keep: bool,
     (o, o_rs): (*mut f32, usize),
 ) {
     let Dims { d, dv, tk, scale } = dims;
-    let rows = extents.len();
-    // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values.
+    let Block { rows, lo, n, .. } = block;
+    let rel = relative(extents, block);
+    let rel = &rel[..rows];
+    // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values, and keys lo..n lie
+    // inside `k` and `v`.
     unsafe {
-        // S = Q Kᵀ  [rows, n]
-        gemm_product((rows, n, d), p, tk as isize, q.ptr, (q.rs, q.cs), k.ptr, (k.cs, k.rs));
-        let p_rows = std::slice::from_raw_parts_mut(p, rows * tk);
-        softmax_rows(p_rows, &bias[..rows * tk], tk, extents, n, scale, keep);
-        // O = P V  [rows, dv]
+        if keep && lo > 0 {
+            for r in 0..rows {
+                std::slice::from_raw_parts_mut(p.add(r * tk), lo).fill(0.0);
+            }
+        }
+        // S = Q Kᵀ  [rows, n − lo], from key lo
+        let p_lo = p.add(lo);
+        let k_lo = k.row_ptr(lo);
+        gemm_product((rows, n - lo, d), p_lo, tk as isize, q.ptr, (q.rs, q.cs), k_lo, (k.cs, k.rs));
+        let p_rows = std::slice::from_raw_parts_mut(p_lo, rows * tk - lo);
+        softmax_rows(p_rows, &bias[lo..rows * tk], tk, rel, n - lo, scale, keep);
+        // O = P V  [rows, dv], over keys lo..n
         gemm_product(
-            (rows, dv, n),
+            (rows, dv, n - lo),
             o,
             o_rs as isize,
-            p,
+            p_lo,
             (tk as isize, 1),
-            v.ptr,
+            v.row_ptr(lo),
             (v.rs, v.cs),
         );
     }
@@ -307,7 +370,7 @@ unsafe fn few_queries_forward(
 pub(super) unsafe fn head_backward(
     (q, k, v, g): (Mat, Mat, Mat, Mat),
     dims: Dims,
-    (blocks, extents): (&[(usize, usize, usize)], &[usize]),
+    (blocks, extents): (&[Block], &[usize]),
     p: &[f32],
     ds: *mut f32,
     (dq, dq_rs): (*mut f32, usize),
@@ -327,50 +390,55 @@ pub(super) unsafe fn head_backward(
     let k = pack(k, (tk, d), k_packed);
     let q_rhs = pack(q, (tq, d), q_packed);
     let g_rhs = pack(g, (tq, width_v), g_packed);
-    for &(r0, rows, n) in blocks {
-        let p = &p[r0 * tk..][..rows * tk];
-        let extents = &extents[r0..r0 + rows];
-        let (pt, ds_t) = (Mat::of(p.as_ptr(), 1, tk as isize), Mat::of(ds, 1, n as isize));
-        // SAFETY: as the caller promises; `ds` holds ROWS × tk ≥ rows × n values.
+    for &block in blocks {
+        let Block { r0, rows, lo, n } = block;
+        // The block's keys are lo..n: w of them, counted from lo below.
+        let w = n - lo;
+        let p = &p[r0 * tk + lo..][..rows * tk - lo];
+        let rel = relative(extents, block);
+        let rel = &rel[..rows];
+        let (pt, ds_t) = (Mat::of(p.as_ptr(), 1, tk as isize), Mat::of(ds, 1, w as isize));
+        // SAFETY: as the caller promises; `ds` holds ROWS × tk ≥ rows × w values, and keys
+        // lo..n lie inside every operand.
         unsafe {
-            // ∂V[0..n] += Pᵀ ∂O  [n, dv]
+            // ∂V[lo..n] += Pᵀ ∂O  [w, dv]
             product(
-                (n, width_v, rows),
-                (dv, dv_rs),
+                (w, width_v, rows),
+                (dv.add(lo * dv_rs), dv_rs),
                 true,
                 pt,
                 g_rhs.rows_from(r0),
-                Span::QueryDepth(extents),
+                Span::QueryDepth(rel),
             );
-            // ∂P = ∂O Vᵀ  [rows, n]
+            // ∂P = ∂O Vᵀ  [rows, w]
             product(
-                (rows, n, width_v),
-                (ds, n),
+                (rows, w, width_v),
+                (ds, w),
                 false,
                 g.rows_from(r0),
-                vt,
-                Span::Keys(extents),
+                vt.cols_from(lo),
+                Span::Keys(rel),
             );
-            let ds_rows = std::slice::from_raw_parts_mut(ds, rows * n);
-            softmax_backward_rows(ds_rows, p, n, tk, extents, scale);
+            let ds_rows = std::slice::from_raw_parts_mut(ds, rows * w);
+            softmax_backward_rows(ds_rows, p, w, tk, rel, scale);
             // ∂Q = ∂S K  [rows, d]
-            let dsm = Mat::of(ds, n as isize, 1);
+            let dsm = Mat::of(ds, w as isize, 1);
             product(
-                (rows, d, n),
+                (rows, d, w),
                 (dq.add(r0 * dq_rs), dq_rs),
                 false,
                 dsm,
-                k,
-                Span::KeyDepth(extents),
+                k.rows_from(lo),
+                Span::KeyDepth(rel),
             );
-            // ∂K[0..n] += ∂Sᵀ Q  [n, d]
+            // ∂K[lo..n] += ∂Sᵀ Q  [w, d]
             product(
-                (n, d, rows),
-                (dk, dk_rs),
+                (w, d, rows),
+                (dk.add(lo * dk_rs), dk_rs),
                 true,
                 ds_t,
                 q_rhs.rows_from(r0),
-                Span::QueryDepth(extents),
+                Span::QueryDepth(rel),
             );
         }
     }
@@ -392,7 +460,7 @@ pub fn forward(
     let bias = contiguous_values(&bias);
     assert_eq!(bias.len(), tq * tk, "the mask bias must be [q, k]");
     let extents = key_extents(&bias, tq, tk);
-    let blocks = blocks(&extents);
+    let blocks = blocks(&key_starts(&bias, tq, tk), &extents);
     let dims = Dims { d, dv, tk, scale };
     let (q, k, v) = (Operand::new(&q), Operand::new(&k), Operand::new(&v));
 
@@ -452,7 +520,7 @@ pub fn backward(
     let (tk, dv) = (k.layout().shape()[2], v.layout().shape()[3]);
     let bias = contiguous_values(&bias);
     let extents = key_extents(&bias, tq, tk);
-    let blocks = blocks(&extents);
+    let blocks = blocks(&key_starts(&bias, tq, tk), &extents);
     let dims = Dims { d, dv, tk, scale };
     let probs = contiguous_values(&probs);
     assert_eq!(

@@ -16,7 +16,9 @@ use std::borrow::Cow;
 use burn_flex::{FlexTensor, Layout};
 use burn_std::Shape;
 
-use super::attention::{Dims, Mat, ROWS, SharedMut, blocks, head_backward, head_forward, key_extents, pairs, tensor};
+use super::attention::{
+    Dims, Mat, ROWS, SharedMut, blocks, head_backward, head_forward, key_extents, key_starts, pairs, tensor,
+};
 use rayon::prelude::*;
 
 use super::{contiguous_values, from_vec, uninit};
@@ -100,7 +102,7 @@ pub fn self_forward(
         ..
     } = Operands::read(&qkv, (&cos, &sin), &bias, heads, t);
     let extents = key_extents(&bias, t, t);
-    let blocks = blocks(&extents);
+    let blocks = blocks(&key_starts(&bias, t, t), &extents);
     let dims = Dims { d, dv: d, tk: t, scale };
 
     let mut out = uninit(batch * t * dm);
@@ -199,7 +201,7 @@ pub fn cached_forward(
         "the cache buffers have room for {capacity} positions, not {tk}"
     );
     let extents = key_extents(&bias, s, tk);
-    let blocks = blocks(&extents);
+    let blocks = blocks(&key_starts(&bias, s, tk), &extents);
     let dims = Dims { d, dv: d, tk, scale };
     let dense = |t: FlexTensor| {
         if t.is_contiguous() && t.layout().start_offset() == 0 {
@@ -293,7 +295,7 @@ pub fn self_backward(
     );
     assert_eq!(g.len(), batch * t * dm, "gradient [batch, seq, d_model]");
     let extents = key_extents(&bias, t, t);
-    let blocks = blocks(&extents);
+    let blocks = blocks(&key_starts(&bias, t, t), &extents);
     let dims = Dims { d, dv: d, tk: t, scale };
 
     // ∂V accumulates, so the buffer starts at zero; the ∂Q and ∂K columns are overwritten.

@@ -30,7 +30,8 @@ use super::math::madd;
 pub(super) const TILE_ROWS: usize = 4;
 const TR: usize = TILE_ROWS;
 /// Output columns per register tile: two 8-wide vectors.
-const TC: usize = 16;
+pub(super) const TILE_COLS: usize = 16;
+const TC: usize = TILE_COLS;
 
 /// Which part of a product the mask leaves non-zero, from the key extents of the query rows
 /// (`extents[r]`: query row `r` sees keys `0..extents[r]`; its probabilities and their
@@ -60,6 +61,16 @@ pub(super) struct Panels {
 }
 
 impl Panels {
+    /// The operand from column `col` on, a multiple of the panel width.
+    pub(super) fn cols_from(self, col: usize) -> Self {
+        debug_assert!(col.is_multiple_of(TC), "columns start on a panel");
+        // SAFETY: callers pass a column inside the matrix, on a panel boundary.
+        Self {
+            ptr: unsafe { self.ptr.add(col / TC * self.panel) },
+            ..self
+        }
+    }
+
     /// The operand from row `row` on.
     pub(super) fn rows_from(self, row: usize) -> Self {
         // SAFETY: callers pass a row inside the matrix.

@@ -27,9 +27,17 @@ pub fn scaled_dot_product_attention(
     bias: Tensor<3>,
     dropout: &Dropout,
 ) -> Tensor<4> {
-    if let Some(y) = fused::attention(&q, &k, &v, &bias, dropout) {
-        return y;
+    match fused::attention(&q, &k, &v, &bias, dropout) {
+        Some(y) => y, // the composition below, as one CPU kernel
+        None => composition(q, k, v, bias, dropout),
     }
+}
+
+/// [`scaled_dot_product_attention`] as Burn operations, on every backend.
+///
+/// # Shapes
+/// - as [`scaled_dot_product_attention`]
+pub fn composition(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>, dropout: &Dropout) -> Tensor<4> {
     let (scores, scale) = (q.clone().matmul(k.swap_dims(2, 3)), scale(&q)); // [batch, n_heads, seq, keys]
     let weights = softmax_weights(scores, scale, bias);
     let weights = dropout.forward(weights);
