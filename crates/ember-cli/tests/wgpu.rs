@@ -379,3 +379,27 @@ fn every_attention_variant_runs_on_wgpu_as_on_the_cpu() {
         assert_eq!(generate(&cpu), generate(&gpu), "{name}: generated tokens");
     }
 }
+
+#[test]
+fn burn_s_fused_attention_serves_generation_on_wgpu_with_the_composition_s_numbers() {
+    let gpu = gpu();
+    let (b, h, s, d) = (1, 2, 40, 16);
+    let r = |seed: u64, device: &Device| {
+        let v = ember_nn::init::normal_vec(&mut ember_nn::init::seeded(seed), b * h * s * d, 1.0);
+        Tensor::<4>::from_data(TensorData::new(v, [b, h, s, d]), device)
+    };
+    for mask in [ember_nn::AttentionMask::Causal, ember_nn::AttentionMask::SlidingWindow { window: 7 }] {
+        let bias = mask.bias_table(s, &gpu);
+        let (q, k, v) = (r(1, &gpu), r(2, &gpu), r(3, &gpu));
+        let fused = ember_kernels::flash_attention(&q, &k, &v, &bias).expect("serves on wgpu outside autodiff");
+        let no_dropout = burn::nn::DropoutConfig::new(0.0).init();
+        let reference = ember_nn::attention::sdpa::composition(q, k, v, bias.clone().unsqueeze::<3>(), &no_dropout);
+        let diff = max_diff(&fused.into_data().try_to_vec::<f32>().unwrap(), &reference.into_data().try_to_vec::<f32>().unwrap());
+        assert!(diff < 1e-4, "{mask:?}: differs by {diff}");
+        // Not under autodiff (Burn would fall back to the full score matrix), not on the CPU.
+        let ad = gpu.clone().autodiff();
+        assert!(ember_kernels::flash_attention(&r(1, &ad), &r(2, &ad), &r(3, &ad), &bias.clone().to_device(&ad)).is_none());
+        let cpu = Device::flex();
+        assert!(ember_kernels::flash_attention(&r(1, &cpu), &r(2, &cpu), &r(3, &cpu), &mask.bias_table(s, &cpu)).is_none());
+    }
+}

@@ -106,6 +106,42 @@ pub fn attention_with_weights(
     (Tensor::from_dispatch(out), Tensor::from_dispatch(probs))
 }
 
+/// Burn's fused attention (`burn::tensor::module::attention`, which CubeCL runs as flash
+/// attention), where it serves: on a CubeCL device (wgpu, CUDA) outside autodiff, that is for
+/// evaluation and generation, with a mask shared by every batch and head (`bias`: 0 where a
+/// key is seen, −∞ where it is hidden). `None` elsewhere: under autodiff Burn falls back to the
+/// full score matrix anyway, and on the CPU the kernels of this crate serve.
+///
+/// # Shapes
+/// - q: `[batch, heads, q, d_head]`, k and v: `[batch, heads, k, d_head]`, bias: `[q, k]`
+/// - returns `[batch, heads, q, d_head]`
+pub fn flash_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>, bias: &Tensor<2>) -> Option<Tensor<4>> {
+    if !route::is_cubecl(q) {
+        return None;
+    }
+    let [batch, heads, queries, _] = q.dims();
+    let keys = k.dims()[2];
+    // Burn's mask is true where a key is hidden.
+    let hidden = bias
+        .clone()
+        .equal_elem(f32::NEG_INFINITY)
+        .unsqueeze::<4>()
+        .expand([batch, heads, queries, keys]);
+    let options = burn::tensor::ops::AttentionModuleOptions {
+        scale: None, // 1/√d_head, as ember's
+        softcap: None,
+        is_causal: false,
+    };
+    Some(burn::tensor::module::attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        Some(hidden),
+        None,
+        options,
+    ))
+}
+
 /// Multi-head self-attention from the fused projection `qkv = [q | k | v]`: splits the heads,
 /// applies RoPE (rotate-half; tables `cos`, `sin` for the sequence's positions) to queries and
 /// keys, runs [`attention`] per head and puts the heads side by side again, in one operation

@@ -18,6 +18,14 @@ pub fn is_flex<const D: usize>(t: &Tensor<D>) -> bool {
     }
 }
 
+/// Whether `t` lives on a CubeCL device (wgpu, CUDA, …) outside autodiff.
+pub fn is_cubecl<const D: usize>(t: &Tensor<D>) -> bool {
+    let device = t.device();
+    // Burn names the CubeCL backend's device variant only when a CubeCL feature is compiled
+    // in; its `Debug` form names it always (Burn is pinned exactly).
+    !device.is_autodiff() && format!("{:?}", device.as_dispatch()).starts_with("Cube")
+}
+
 /// False when the environment sets `EMBER_KERNELS=off`.
 fn enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

@@ -78,8 +78,9 @@ pub(crate) fn dropout_active<const D: usize>(dropout: &Dropout, x: &Tensor<D>) -
     dropout.prob > 0.0 && dropout.training.is_enabled() && x.device().is_autodiff()
 }
 
-/// The fused CPU kernels for the composition above, where they serve: f32 on flex, a bias
-/// shared by the heads (no ALiBi).
+/// The fused kernels for the composition above, where they serve, all with a mask shared by the
+/// heads (no ALiBi): ember's CPU kernels (f32 on flex), and on GPU backends outside autodiff
+/// (evaluation, generation) Burn's fused attention.
 mod fused {
     use super::*;
 
@@ -95,6 +96,12 @@ mod fused {
         bias: &Tensor<3>,
         dropout: &Dropout,
     ) -> Option<Tensor<4>> {
+        if bias.dims()[0] == 1 && !dropout_active(dropout, q) {
+            let shared = bias.clone().squeeze_dim::<2>(0);
+            if let Some(y) = ember_kernels::flash_attention(q, k, v, &shared) {
+                return Some(y);
+            }
+        }
         let shared = shared_bias(q, bias)?;
         let scale = scale(q);
         let (q, k, v) = (q.clone(), k.clone(), v.clone());
