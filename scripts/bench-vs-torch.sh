@@ -5,32 +5,35 @@
 #
 #   scripts/bench-vs-torch.sh [ROUNDS]          (default 3)
 #
-# Needs a Python with torch (python3 -m venv .venv && .venv/bin/pip install torch numpy) and
-# the reference script torch_gpt.py: set TORCH_GPT to its path (default
-# ../shared/reference/torch_gpt.py) and PYTHON to the interpreter (default .venv/bin/python if
-# present, else python3). Both run on 2 threads, f32, exact GELU, random tokens, vocab 65.
+# Needs a Python with torch (python3 -m venv .venv && .venv/bin/pip install torch): PYTHON
+# names the interpreter (default .venv/bin/python if present, else python3). The PyTorch side is
+# python/reference.py, the same model written in PyTorch. Both run on 2 threads, f32, exact
+# GELU, random tokens, vocab 65. EMBER=path/to/ember uses a binary already built.
 #
-# Presets (as torch_gpt.py's):
+# Presets (as python/reference.py's):
 #   cpu-baby          4 layers, 4 heads, d_model 128, context 64, batch 12
 #   shakespeare-char  6 layers, 6 heads, d_model 384, context 256, batch 8
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 rounds="${1:-3}"
-torch_gpt="${TORCH_GPT:-../shared/reference/torch_gpt.py}"
+torch_gpt=python/reference.py
 python="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}"
 threads=2
-[ -f "$torch_gpt" ] || { echo "error: $torch_gpt not found; set TORCH_GPT to the reference torch_gpt.py" >&2; exit 1; }
 "$python" -c "import torch" 2>/dev/null || { echo "error: $python cannot import torch; see the header of this script" >&2; exit 1; }
 
-cargo build --release --locked -p ember-cli 2>&1 | tail -1
-ember="${CARGO_TARGET_DIR:-target}/release/ember"
+if [ -n "${EMBER:-}" ]; then
+    ember="$EMBER"
+else
+    cargo build --release --locked -p ember-cli 2>&1 | tail -1
+    ember="${CARGO_TARGET_DIR:-target}/release/ember"
+fi
 export RAYON_NUM_THREADS=$threads
 
 # MFU's denominator, the same for both: the faster of two measured fp32 matrix-multiply rates,
 # PyTorch's (one 2048³ product on $threads threads) and ember's (each of ember's shard threads
 # multiplying its own 1024³ product at once, as ember trains).
-torch_peak=$("$python" "$torch_gpt" --peak --threads $threads | "$python" -c 'import json,sys; print(json.load(sys.stdin)["gflops_2t"])')
+torch_peak=$("$python" "$torch_gpt" --peak --threads $threads | "$python" -c 'import json,sys; print(json.load(sys.stdin)["gflops"])')
 ember_peak=$("$ember" bench --config configs/shakespeare-char.toml --warmup 1 --steps 1 --min-seconds 0 --max-seconds 0 --json | "$python" -c 'import json,sys; print(round(json.load(sys.stdin)["peak_gflops"], 1))')
 peak=$("$python" -c "print(max($torch_peak, $ember_peak))")
 echo "fp32 matmul peak: $peak GFLOP/s (PyTorch, one 2048³ product on $threads threads: $torch_peak; ember, a 1024³ product per shard thread at once: $ember_peak)"

@@ -41,7 +41,7 @@ pub struct AttentionArgs {
     #[arg(long)]
     png: Option<PathBuf>,
     /// Print one JSON object: tokens, ids, every weight `[layer][head][query][key]`, the head
-    /// summaries and the likeliest next tokens.
+    /// summaries, the likeliest next tokens and every next-token logit.
     #[arg(long)]
     json: bool,
     /// Where to run: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (an `ember serve`).
@@ -273,5 +273,6 @@ fn json_of(
         "attention": attention,
         "head_stats": s.stats,
         "next_tokens": next,
+        "next_logits": s.logits,
     })
 }

@@ -60,6 +60,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
             (path.display().to_string(), ids, text.chars().count(), floor)
         }
         None => {
+            if !args.run.join("tokens").is_dir() {
+                bail!(
+                    "run directory {} holds no validation split (an imported model has none); evaluate a text with --text FILE",
+                    args.run.display()
+                );
+            }
             let data = dataset::open_prepared(&args.run)?;
             let mut ids = Vec::with_capacity(data.val.len());
             data.val.extend_window(0, data.val.len(), &mut ids);

@@ -8,6 +8,8 @@ mod attention;
 mod bench;
 mod device;
 mod eval;
+mod export;
+mod import;
 mod info;
 mod report;
 mod sample;
@@ -53,6 +55,10 @@ enum Command {
     Attention(attention::AttentionArgs),
     /// Make a training report of one or more runs: curves, config, best checkpoint, a sample.
     Report(report::ReportArgs),
+    /// Export a checkpoint as a Hugging Face model directory (GPT-NeoX).
+    Export(export::ExportArgs),
+    /// Import a Hugging Face GPT-NeoX model as a run directory.
+    Import(import::ImportArgs),
     /// Write a synthetic corpus of known entropy rate (copy, recall, Markov) and its floor.
     Synth(synth::SynthArgs),
     /// Lend this machine's device to a trainer elsewhere (multi-node; needs --features remote).
@@ -85,6 +91,8 @@ fn main() -> ExitCode {
         Command::Attention(args) => attention::run(args),
         Command::Report(args) => report::run(args),
         Command::Synth(args) => synth::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Import(args) => import::run(args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

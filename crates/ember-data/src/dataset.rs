@@ -154,11 +154,18 @@ impl RunDataPaths {
 /// Reads the corpus, trains the tokenizer, and writes the tokenizer and both splits into
 /// `run_dir`.
 pub fn prepare(config: &DataConfig, run_dir: &Path) -> Result<PreparedData, DataError> {
+    prepare_with(config, run_dir, None)
+}
+
+/// [`prepare`], with `tokenizer` (a model's own, when fine-tuning) instead of one trained on
+/// the corpus.
+pub fn prepare_with(config: &DataConfig, run_dir: &Path, tokenizer: Option<Tokenizer>) -> Result<PreparedData, DataError> {
     config.validate()?;
     let text = read_corpus(&config.path)?;
-    let tokenizer = match config.tokenizer {
-        TokenizerKind::Char => Tokenizer::Char(CharTokenizer::from_text(&text)),
-        TokenizerKind::Bpe => {
+    let tokenizer = match (tokenizer, config.tokenizer) {
+        (Some(t), _) => t,
+        (None, TokenizerKind::Char) => Tokenizer::Char(CharTokenizer::from_text(&text)),
+        (None, TokenizerKind::Bpe) => {
             info!(vocab_size = config.vocab_size, "training byte-level BPE");
             Tokenizer::Bpe(BpeTokenizer::train(&text, config.vocab_size)?)
         }

@@ -230,7 +230,8 @@ fn sync_dir(path: &Path) -> Result<(), TrainError> {
         .map_err(TrainError::io("syncing directory", path))
 }
 
-fn safetensors_bytes(tensors: &BTreeMap<String, NamedData>) -> Vec<u8> {
+/// The safetensors file of `tensors` (f32).
+pub(crate) fn safetensors_bytes(tensors: &BTreeMap<String, NamedData>) -> Vec<u8> {
     let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, d)| {

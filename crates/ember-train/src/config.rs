@@ -58,6 +58,16 @@ pub struct TrainConfig {
     /// Where to train when `--device` is not given: "cpu" (the fastest CPU backend),
     /// "flex", "ndarray", "wgpu", "cuda" or "cuda:N". Read by the command line only.
     pub device: String,
+    /// Start from the weights of a Hugging Face GPT-NeoX directory or an ember run directory
+    /// (its latest checkpoint), with a fresh optimiser: fine-tuning. The model and the
+    /// tokenizer are the source's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<std::path::PathBuf>,
+}
+
+impl TrainConfig {
+    /// The keys that are absent by default.
+    pub const OPTIONAL_KEYS: [&str; 1] = ["init_from"];
 }
 
 impl Default for TrainConfig {
@@ -82,6 +92,7 @@ impl Default for TrainConfig {
             seed: 1337,
             precision: Precision::F32,
             device: "cpu".into(),
+            init_from: None,
         }
     }
 }
@@ -253,6 +264,10 @@ fn schema() -> toml::Table {
     let model = schema.get_mut("model").and_then(|m| m.as_table_mut()).expect("[model]");
     for key in GptConfig::OPTIONAL_KEYS {
         model.insert(key.to_string(), toml::Value::Boolean(true));
+    }
+    let train = schema.get_mut("train").and_then(|m| m.as_table_mut()).expect("[train]");
+    for key in TrainConfig::OPTIONAL_KEYS {
+        train.insert(key.to_string(), toml::Value::Boolean(true));
     }
     schema
 }

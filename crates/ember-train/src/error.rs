@@ -49,6 +49,14 @@ pub enum TrainError {
         /// What is wrong, and what to do.
         message: String,
     },
+    /// A Hugging Face model directory cannot be read or written.
+    #[error("Hugging Face model {path}: {message}")]
+    Hf {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        message: String,
+    },
     /// The loss or the gradients stopped being finite.
     #[error(
         "training diverged at step {step}: the {what} is {value}; the last good checkpoint is kept. Lower train.lr, raise train.warmup_steps or set train.grad_clip"

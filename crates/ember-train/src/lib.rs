@@ -5,6 +5,8 @@
 //! - [`trainer`]: the loop, with an [`Observer`](trainer::Observer) for progress display.
 //! - [`eval`]: loss estimates during training, full-text evaluation for `ember eval`.
 //! - [`attention_cost`]: attention's time and memory against the context length, per variant.
+//! - [`finetune`]: starting a run from another model's weights (`train.init_from`).
+//! - [`hf`]: Hugging Face GPT-NeoX export and import.
 //! - [`inspect`]: attention weights, head summaries and rollout of a trained model.
 //! - [`checkpoint`]: the versioned, checksummed, atomically written checkpoint format.
 //! - [`metrics`]: `metrics.jsonl`.
@@ -20,6 +22,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod eval;
+pub mod finetune;
+pub mod hf;
 pub mod inference;
 pub mod inspect;
 pub mod metrics;

@@ -27,6 +27,7 @@ use crate::checkpoint::{self, Selector, TrainingState};
 use crate::config::RunConfig;
 use crate::error::TrainError;
 use crate::eval::estimate_loss;
+use crate::finetune;
 use crate::metrics::{MetricsRecord, MetricsWriter};
 use crate::optim::AdamW;
 use crate::optim::adamw::Moments;
@@ -143,9 +144,18 @@ impl Trainer {
     }
 
     fn start_in(mut config: RunConfig, run_dir: &Path, device: Device) -> Result<Self, TrainError> {
-        let data = dataset::prepare(&config.data, run_dir)?;
-        let vocab = data.tokenizer.vocab_size();
-        if config.model.vocab_size != 0 && config.model.vocab_size != vocab {
+        // Fine-tuning: the architecture, tokenizer and weights come from the source.
+        let source = config.train.init_from.as_deref().map(finetune::load_source).transpose()?;
+        if let Some(source) = &source {
+            config.model = finetune::model_config(&config.model, &source.config)?;
+        }
+        let data = dataset::prepare_with(&config.data, run_dir, source.as_ref().map(|s| s.tokenizer.clone()))?;
+        let vocab = match &source {
+            // A model may have more embedding rows than its tokenizer has tokens (padding).
+            Some(s) => s.config.vocab_size,
+            None => data.tokenizer.vocab_size(),
+        };
+        if source.is_none() && config.model.vocab_size != 0 && config.model.vocab_size != vocab {
             return Err(TrainError::InvalidConfig {
                 key: "model.vocab_size".into(),
                 value: config.model.vocab_size.to_string(),
@@ -155,7 +165,10 @@ impl Trainer {
         config.model.vocab_size = vocab;
         let path = run_dir::config_path(run_dir);
         std::fs::write(&path, config.to_toml()).map_err(TrainError::io("writing", &path))?;
-        let model = config.model.init(config.train.seed, &device.clone().autodiff())?;
+        let model = match &source {
+            Some(s) => load_model(&config, &s.weights, config.train.init_from.as_deref().expect("a source"), &device.clone().autodiff())?,
+            None => config.model.init(config.train.seed, &device.clone().autodiff())?,
+        };
         let sampler = BatchSampler::new(config.train.batch_size, config.model.block_size, config.train.seed);
         let progress = Progress {
             step: 0,

@@ -64,18 +64,20 @@ impl BpeTokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// Token ids of `text` (any text encodes).
+    /// Token ids of `text`: the ids Hugging Face's tokenizer gives for the same
+    /// `tokenizer.json` and text (byte-level BPE encodes any text).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, DataError> {
-        // Encode line by line, as trained; byte-level BPE concatenates losslessly.
-        let mut ids = Vec::with_capacity(text.len() / 2);
-        for line in text.split_inclusive('\n') {
-            let enc = self
-                .inner
-                .encode(line, false)
-                .map_err(|e| DataError::BpeTraining(e.to_string()))?;
-            ids.extend_from_slice(enc.get_ids());
-        }
-        Ok(ids)
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| DataError::BpeTraining(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The largest token id plus one (a tokenizer may leave ids unused).
+    pub fn id_bound(&self) -> usize {
+        let vocab = self.inner.get_vocab(true);
+        vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0)
     }
 
     /// Text of `ids` (invalid UTF-8 sequences become U+FFFD).
@@ -83,7 +85,7 @@ impl BpeTokenizer {
         self.inner.decode(ids, false).unwrap_or_default()
     }
 
-    /// The Hugging Face `tokenizer.json` text.
+    /// The Hugging Face `tokenizer.json` text (this tokenizer's own format).
     pub fn to_json(&self) -> String {
         self.inner.to_string(false).expect("a trained tokenizer serialises")
     }

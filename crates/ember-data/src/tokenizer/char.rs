@@ -74,10 +74,73 @@ impl CharTokenizer {
         }
         let vocab = value["vocab"].as_str().ok_or("the \"vocab\" string is missing")?;
         let chars: Vec<char> = vocab.chars().collect();
-        if chars.is_empty() || chars.windows(2).any(|w| w[0] >= w[1]) {
-            return Err("the \"vocab\" characters must be non-empty, sorted and distinct".into());
+        let distinct: BTreeSet<char> = chars.iter().copied().collect();
+        if chars.is_empty() || distinct.len() != chars.len() {
+            return Err("the \"vocab\" characters must be non-empty and distinct".into());
         }
         Ok(Self::from_chars(chars))
+    }
+
+    /// The same tokenizer in the Hugging Face `tokenizers` format, which
+    /// `AutoTokenizer.from_pretrained` loads: a BPE model without merges (so that every
+    /// character is its own token, with this tokenizer's ids) and no pre-tokenizer, and a
+    /// decoder that joins the characters back without spaces.
+    pub fn to_hf_json(&self) -> String {
+        let vocab: serde_json::Map<String, serde_json::Value> = self
+            .chars
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.to_string(), serde_json::Value::from(i)))
+            .collect();
+        serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [],
+            "normalizer": null,
+            "pre_tokenizer": null,
+            "post_processor": null,
+            "decoder": { "type": "Fuse" },
+            "model": {
+                "type": "BPE",
+                "dropout": null,
+                "unk_token": null,
+                "continuing_subword_prefix": null,
+                "end_of_word_suffix": null,
+                "fuse_unk": false,
+                "byte_fallback": false,
+                "ignore_merges": false,
+                "vocab": vocab,
+                "merges": []
+            }
+        })
+        .to_string()
+    }
+
+    /// A character-level tokenizer read from a Hugging Face `tokenizer.json` of the shape
+    /// [`to_hf_json`](Self::to_hf_json) writes (a BPE model without merges over single
+    /// characters, no normaliser, no pre-tokenizer, no added tokens); `None` for any other.
+    pub fn from_hf(value: &serde_json::Value) -> Option<Self> {
+        let model = &value["model"];
+        let plain = model["type"] == "BPE"
+            && model["merges"].as_array().is_some_and(|m| m.is_empty())
+            && value["normalizer"].is_null()
+            && value["pre_tokenizer"].is_null()
+            && value["added_tokens"].as_array().is_none_or(|a| a.is_empty());
+        if !plain {
+            return None;
+        }
+        let vocab = model["vocab"].as_object()?;
+        let mut by_id: Vec<Option<char>> = vec![None; vocab.len()];
+        for (token, id) in vocab {
+            let mut chars = token.chars();
+            let (Some(c), None) = (chars.next(), chars.next()) else {
+                return None;
+            };
+            *by_id.get_mut(id.as_u64()? as usize)? = Some(c);
+        }
+        let chars: Option<Vec<char>> = by_id.into_iter().collect();
+        Some(Self::from_chars(chars?))
     }
 }
 
@@ -100,6 +163,22 @@ mod tests {
         let msg = t.encode("abz!z", "the prompt").unwrap_err().to_string();
         assert!(msg.starts_with("the prompt contains 2 character(s) outside"), "{msg}");
         assert!(msg.contains("'!' 'z'"), "{msg}");
+    }
+
+    #[test]
+    fn the_hugging_face_form_gives_the_same_ids_through_tokenizers_and_back() {
+        let t = CharTokenizer::from_text("First Citizen:\nBefore we proceed, é ☕\t");
+        let hf = t.to_hf_json();
+        let tokenizer: tokenizers::Tokenizer = hf.parse().unwrap();
+        let text = "Citizen: proceed ☕\n\tFirst";
+        let ids = tokenizer.encode(text, false).unwrap().get_ids().to_vec();
+        assert_eq!(ids, t.encode(text, "x").unwrap());
+        assert_eq!(tokenizer.decode(&ids, false).unwrap(), text);
+        let value: serde_json::Value = serde_json::from_str(&hf).unwrap();
+        assert_eq!(CharTokenizer::from_hf(&value), Some(t));
+        // A real BPE tokenizer is not mistaken for a character-level one.
+        let bpe = crate::tokenizer::BpeTokenizer::train(&"the cat sat on the mat\n".repeat(30), 270).unwrap();
+        assert_eq!(CharTokenizer::from_hf(&serde_json::from_str(&bpe.to_json()).unwrap()), None);
     }
 
     #[test]

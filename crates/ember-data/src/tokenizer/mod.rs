@@ -5,6 +5,8 @@
 //!   characters of the corpus.
 //! - [`BpeTokenizer`]: byte-level BPE trained with the `tokenizers` crate; any text encodes.
 //!
+//! - any Hugging Face `tokenizer.json` a model was imported with (`ember import`), used as it is.
+//!
 //! Either is saved as `tokenizer.json` in the run directory and reloaded from there.
 
 pub mod bpe;
@@ -86,6 +88,33 @@ impl Tokenizer {
             Ok(Tokenizer::Char(CharTokenizer::from_json(&value)?))
         } else {
             Ok(Tokenizer::Bpe(BpeTokenizer::from_json(text)?))
+        }
+    }
+
+    /// Reads a Hugging Face `tokenizer.json` (as `ember import` finds one): a character-level
+    /// tokenizer in the form [`to_hf_json`](Self::to_hf_json) writes becomes ember's own
+    /// character tokenizer, any other is used as it is.
+    pub fn from_hf_json(text: &str) -> Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
+        match CharTokenizer::from_hf(&value) {
+            Some(t) => Ok(Tokenizer::Char(t)),
+            None => Ok(Tokenizer::Bpe(BpeTokenizer::from_json(text)?)),
+        }
+    }
+
+    /// This tokenizer in the Hugging Face `tokenizers` format (`ember export` writes it).
+    pub fn to_hf_json(&self) -> String {
+        match self {
+            Tokenizer::Char(t) => t.to_hf_json(),
+            Tokenizer::Bpe(t) => t.to_json(),
+        }
+    }
+
+    /// The largest token id plus one: the embedding needs at least this many rows.
+    pub fn id_bound(&self) -> usize {
+        match self {
+            Tokenizer::Char(t) => t.vocab_size(),
+            Tokenizer::Bpe(t) => t.id_bound(),
         }
     }
 
