@@ -98,7 +98,11 @@ pub fn run(args: AttentionArgs) -> Result<()> {
         }
         progress.finish_and_clear();
     } else {
-        shots.push((chosen.step, chosen.val_loss, inspect::snapshot(&chosen.model, &ids, &device)));
+        shots.push((
+            chosen.step,
+            chosen.val_loss,
+            inspect::snapshot(&chosen.model, &ids, &device),
+        ));
     }
     let selected = shots
         .iter()
@@ -106,7 +110,10 @@ pub fn run(args: AttentionArgs) -> Result<()> {
         .context("the chosen checkpoint is among those read")?;
 
     if args.json {
-        println!("{}", json_of(&args.run, &chosen, &tokens, &ids, &shots[selected].2, tok));
+        println!(
+            "{}",
+            json_of(&args.run, &chosen, &tokens, &ids, &shots[selected].2, tok)
+        );
     }
     let page = page_of(&args.run, note.clone(), tokens, ids, &shots, selected, tok);
     if let Some(path) = &args.png {
@@ -134,7 +141,9 @@ fn prompt_ids(args: &AttentionArgs, run: &LoadedRun) -> Result<(Vec<u32>, Option
     let (mut ids, what) = match &args.prompt {
         Some(text) => {
             if text.is_empty() {
-                bail!("--prompt is empty; give the text whose attention to show (or leave --prompt out for the opening of the validation text)");
+                bail!(
+                    "--prompt is empty; give the text whose attention to show (or leave --prompt out for the opening of the validation text)"
+                );
             }
             (run.tokenizer.encode(text, "the prompt")?, "the prompt")
         }
@@ -164,8 +173,7 @@ fn progress_bar(len: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("reading checkpoints {bar:30} {pos}/{len} {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template("reading checkpoints {bar:30} {pos}/{len} {msg}").expect("valid template"),
     );
     bar
 }
@@ -206,7 +214,11 @@ fn page_of(
                 stats: s
                     .stats
                     .iter()
-                    .map(|l| l.iter().map(|h| [h.entropy, h.distance, h.previous, h.first, h.itself]).collect())
+                    .map(|l| {
+                        l.iter()
+                            .map(|h| [h.entropy, h.distance, h.previous, h.first, h.itself])
+                            .collect()
+                    })
                     .collect(),
             }
         })

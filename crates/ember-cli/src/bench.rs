@@ -102,7 +102,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.attention {
         return attention_cost(&args, &device);
     }
-    let config_path = args.config.as_ref().expect("clap requires --config without --attention");
+    let config_path = args
+        .config
+        .as_ref()
+        .expect("clap requires --config without --attention");
     let config = RunConfig::load(config_path, &args.overrides)?;
     let m = &config.model;
     let t = &config.train;
@@ -248,14 +251,26 @@ fn attention_cost(args: &BenchArgs, device: &burn::tensor::Device) -> Result<()>
         let mut points = Vec::new();
         for &c in &contexts {
             progress.set_message(format!("{} at {c}", v.name()));
-            points.push(attention_cost::measure(*v, shape, c, args.seconds_per_point, memory, device));
+            points.push(attention_cost::measure(
+                *v,
+                shape,
+                c,
+                args.seconds_per_point,
+                memory,
+                device,
+            ));
             progress.inc(1);
         }
         // The growth at long contexts: over the three longest.
         let tail = &points[points.len().saturating_sub(3)..];
         let time_exp = attention_cost::exponent(&tail.iter().map(|p| (p.context as f64, p.ms)).collect::<Vec<_>>());
         let mem_exp = memory.map(|_| {
-            attention_cost::exponent(&tail.iter().map(|p| (p.context as f64, p.bytes.unwrap_or(0) as f64)).collect::<Vec<_>>())
+            attention_cost::exponent(
+                &tail
+                    .iter()
+                    .map(|p| (p.context as f64, p.bytes.unwrap_or(0) as f64))
+                    .collect::<Vec<_>>(),
+            )
         });
         series.push((*v, points, time_exp, mem_exp));
     }

@@ -69,7 +69,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let data = dataset::open_prepared(&args.run)?;
             let mut ids = Vec::with_capacity(data.val.len());
             data.val.extend_window(0, data.val.len(), &mut ids);
-            ("validation split".to_string(), ids, data.meta.val_chars, data.meta.entropy_floor)
+            (
+                "validation split".to_string(),
+                ids,
+                data.meta.val_chars,
+                data.meta.entropy_floor,
+            )
         }
     };
     if ids.len() < 2 {

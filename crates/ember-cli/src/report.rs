@@ -53,7 +53,10 @@ pub fn run(args: ReportArgs) -> Result<()> {
     }
     for run in &args.runs {
         if !run.is_dir() {
-            bail!("run directory {} does not exist; pass the directory `ember train` wrote (e.g. runs/shakespeare-char)", run.display());
+            bail!(
+                "run directory {} does not exist; pass the directory `ember train` wrote (e.g. runs/shakespeare-char)",
+                run.display()
+            );
         }
     }
     let out = args.out.clone().unwrap_or_else(|| args.runs[0].join("report.html"));
@@ -77,7 +80,13 @@ pub fn run(args: ReportArgs) -> Result<()> {
         if let Some(png) = &args.png {
             page.write_png(png)?;
         }
-        eprintln!("wrote {}{}", out.display(), args.png.as_ref().map_or(String::new(), |p| format!(" and {}", p.display())));
+        eprintln!(
+            "wrote {}{}",
+            out.display(),
+            args.png
+                .as_ref()
+                .map_or(String::new(), |p| format!(" and {}", p.display()))
+        );
         // Ctrl-C ends the loop; the page on disk is always a whole one (atomic writes).
         let Some(every) = args.watch else { return Ok(()) };
         std::thread::sleep(Duration::from_secs(every));
@@ -86,11 +95,20 @@ pub fn run(args: ReportArgs) -> Result<()> {
 
 fn run_view(dir: &Path, args: &ReportArgs, device: &burn::tensor::Device) -> Result<RunView> {
     let config_path = run_dir::config_path(dir);
-    let config_text = std::fs::read_to_string(&config_path)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}; is {} a run directory?", config_path.display(), dir.display()))?;
+    let config_text = std::fs::read_to_string(&config_path).map_err(|e| {
+        anyhow::anyhow!(
+            "reading {}: {e}; is {} a run directory?",
+            config_path.display(),
+            dir.display()
+        )
+    })?;
     let config = RunConfig::parse(&config_text, &[], &config_path.display().to_string())?;
     let metrics_path = run_dir::metrics_path(dir);
-    let records = if metrics_path.exists() { read_records(&metrics_path)? } else { Vec::new() };
+    let records = if metrics_path.exists() {
+        read_records(&metrics_path)?
+    } else {
+        Vec::new()
+    };
     let metrics: Vec<Point> = records
         .iter()
         .map(|r| Point {
@@ -119,7 +137,9 @@ fn run_view(dir: &Path, args: &ReportArgs, device: &burn::tensor::Device) -> Res
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .map_or(String::new(), |d| format!("; metrics.jsonl last written {} ago", human(d)));
+            .map_or(String::new(), |d| {
+                format!("; metrics.jsonl last written {} ago", human(d))
+            });
         format!("step {last} of {max_steps}{age}")
     };
     let (sample, sample_note) = if args.sample_tokens == 0 {
@@ -223,5 +243,9 @@ fn now_utc() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", rest / 3600, rest % 3600 / 60)
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60
+    )
 }

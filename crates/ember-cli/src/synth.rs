@@ -79,7 +79,10 @@ pub fn run(args: SynthArgs) -> Result<()> {
         bail!("{problem}");
     }
     if args.chars < 1000 {
-        bail!("--chars {}: write at least 1000 characters, so that both splits hold whole lines", args.chars);
+        bail!(
+            "--chars {}: write at least 1000 characters, so that both splits hold whole lines",
+            args.chars
+        );
     }
     let floor_path = synth::floor_path(&args.out);
     for path in [&args.out, &floor_path] {

@@ -65,7 +65,10 @@ impl Browser {
         // Chromium prints the browser's DevTools address on stderr.
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let url = loop {
-            let line = lines.next().expect("chromium printed its DevTools address").expect("stderr line");
+            let line = lines
+                .next()
+                .expect("chromium printed its DevTools address")
+                .expect("stderr line");
             if let Some(at) = line.find("ws://") {
                 break line[at..].trim().to_string();
             }
@@ -138,7 +141,11 @@ impl Browser {
             "Runtime.evaluate",
             json!({ "expression": expression, "returnByValue": true }),
         );
-        assert!(r.get("exceptionDetails").is_none(), "{expression}: {}", r["exceptionDetails"]);
+        assert!(
+            r.get("exceptionDetails").is_none(),
+            "{expression}: {}",
+            r["exceptionDetails"]
+        );
         r["result"]["value"].clone()
     }
 
@@ -162,7 +169,10 @@ impl Browser {
     }
 
     fn hover(&mut self, (x, y): (f64, f64)) {
-        self.call("Input.dispatchMouseEvent", json!({ "type": "mouseMoved", "x": x, "y": y }));
+        self.call(
+            "Input.dispatchMouseEvent",
+            json!({ "type": "mouseMoved", "x": x, "y": y }),
+        );
     }
 
     /// A screenshot of the viewport, decoded: (width, height, RGBA).
@@ -196,7 +206,9 @@ impl Drop for Browser {
 }
 
 fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
-    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().expect("a PNG");
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .expect("a PNG");
     let mut buf = vec![0; reader.output_buffer_size().expect("size")];
     let info = reader.next_frame(&mut buf).expect("a frame");
     let channels = info.color_type.samples();
@@ -214,7 +226,11 @@ fn assert_not_blank(what: &str, (w, h, rgba): &(u32, u32, Vec<u8>), min_share: f
     let inked = pixels.iter().filter(|p| p[0] < 235 || p[1] < 235 || p[2] < 235).count();
     let colours: std::collections::HashSet<&[u8]> = pixels.iter().copied().collect();
     let share = inked as f64 / pixels.len() as f64;
-    assert!(share > min_share && colours.len() > 100, "{what} ({w}×{h}) looks blank: {share:.3} inked, {} colours", colours.len());
+    assert!(
+        share > min_share && colours.len() > 100,
+        "{what} ({w}×{h}) looks blank: {share:.3} inked, {} colours",
+        colours.len()
+    );
 }
 
 /// A nano run with a sliding window on layer 0, grouped-query attention (one key/value head
@@ -225,11 +241,28 @@ fn trained_run(dir: &Path) -> PathBuf {
     ok(
         dir,
         &[
-            "-q", "train", "--config", config.to_str().unwrap(), "--out", run.to_str().unwrap(),
-            "--set", "model.attention=sliding_window", "--set", "model.window=8",
-            "--set", "model.window_pattern=SL", "--set", "model.n_kv_head=1",
-            "--set", "train.max_steps=60", "--set", "train.checkpoint_interval=20",
-            "--set", "train.eval_interval=20", "--set", "train.keep_last=5",
+            "-q",
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+            "--set",
+            "model.attention=sliding_window",
+            "--set",
+            "model.window=8",
+            "--set",
+            "model.window_pattern=SL",
+            "--set",
+            "model.n_kv_head=1",
+            "--set",
+            "train.max_steps=60",
+            "--set",
+            "train.checkpoint_interval=20",
+            "--set",
+            "train.eval_interval=20",
+            "--set",
+            "train.keep_last=5",
         ],
     );
     run
@@ -245,8 +278,15 @@ fn the_attention_explorer_renders_and_responds() {
     ok(
         dir,
         &[
-            "attention", "--run", run.to_str().unwrap(), "--prompt", "First Citizen:\nBefore we proceed any further",
-            "--out", page.to_str().unwrap(), "--png", picture.to_str().unwrap(),
+            "attention",
+            "--run",
+            run.to_str().unwrap(),
+            "--prompt",
+            "First Citizen:\nBefore we proceed any further",
+            "--out",
+            page.to_str().unwrap(),
+            "--png",
+            picture.to_str().unwrap(),
         ],
     );
     assert_not_blank("the attention PNG", &decode_png(&bytes(&picture)), 0.2);
@@ -255,10 +295,20 @@ fn the_attention_explorer_renders_and_responds() {
     b.open(&page);
     assert_not_blank("the explorer's screenshot", &b.screenshot(), 0.1);
     assert_eq!(b.eval("document.getElementById('ckpt-out').textContent"), "step 60");
-    assert_eq!(b.eval("document.querySelectorAll('#grid canvas').length"), 4, "2 layers × 2 heads");
-    assert_eq!(b.eval("document.getElementById('focus-title').textContent"), "Layer 0, head 0");
+    assert_eq!(
+        b.eval("document.querySelectorAll('#grid canvas').length"),
+        4,
+        "2 layers × 2 heads"
+    );
+    assert_eq!(
+        b.eval("document.getElementById('focus-title').textContent"),
+        "Layer 0, head 0"
+    );
     let note = b.eval("document.getElementById('focus-note').textContent").to_string();
-    assert!(note.contains("Sliding window") && note.contains("key/value head 0"), "{note}");
+    assert!(
+        note.contains("Sliding window") && note.contains("key/value head 0"),
+        "{note}"
+    );
     // Layer 0 has a window of 8: query 20 cannot see key 2, drawn in the masked grey; it sees 15.
     let pixel = |b: &mut Browser, i: u32, j: u32| {
         b.eval(&format!(
@@ -266,20 +316,41 @@ fn the_attention_explorer_renders_and_responds() {
              return Array.from(c.getContext('2d').getImageData(Math.floor(({j} + 0.5) * s), Math.floor(({i} + 0.5) * s), 1, 1).data); }})()"
         ))
     };
-    assert_eq!(pixel(&mut b, 20, 2), json!([233, 236, 241, 255]), "outside the window: masked");
-    assert_ne!(pixel(&mut b, 20, 15), json!([233, 236, 241, 255]), "inside the window: a weight");
+    assert_eq!(
+        pixel(&mut b, 20, 2),
+        json!([233, 236, 241, 255]),
+        "outside the window: masked"
+    );
+    assert_ne!(
+        pixel(&mut b, 20, 15),
+        json!([233, 236, 241, 255]),
+        "inside the window: a weight"
+    );
     let before = b.eval("document.getElementById('big').toDataURL()");
 
     // Click layer 1, head 1 in the grid: the large view shows it.
     let cell = b.centre("#grid .cell[data-layer='1'][data-head='1'] canvas");
     b.click(cell);
-    assert_eq!(b.eval("document.getElementById('focus-title').textContent"), "Layer 1, head 1");
-    assert_ne!(b.eval("document.getElementById('big').toDataURL()"), before, "the view changed");
-    assert_ne!(pixel(&mut b, 20, 2), json!([233, 236, 241, 255]), "layer 1 attends over everything: no mask");
+    assert_eq!(
+        b.eval("document.getElementById('focus-title').textContent"),
+        "Layer 1, head 1"
+    );
+    assert_ne!(
+        b.eval("document.getElementById('big').toDataURL()"),
+        before,
+        "the view changed"
+    );
+    assert_ne!(
+        pixel(&mut b, 20, 2),
+        json!([233, 236, 241, 255]),
+        "layer 1 attends over everything: no mask"
+    );
 
     // Another checkpoint, through the slider: the heads of step 0 are another picture.
     let after_click = b.eval("document.getElementById('big').toDataURL()");
-    b.eval("(() => { const s = document.getElementById('ckpt'); s.value = 0; s.dispatchEvent(new Event('input')); })()");
+    b.eval(
+        "(() => { const s = document.getElementById('ckpt'); s.value = 0; s.dispatchEvent(new Event('input')); })()",
+    );
     assert_eq!(b.eval("document.getElementById('ckpt-out').textContent"), "step 0");
     assert_ne!(b.eval("document.getElementById('big').toDataURL()"), after_click);
 
@@ -304,8 +375,17 @@ fn the_report_renders_and_responds() {
     ok(
         dir,
         &[
-            "report", "--run", run.to_str().unwrap(), "--run", run.to_str().unwrap(), "--out", page.to_str().unwrap(),
-            "--png", picture.to_str().unwrap(), "--sample-tokens", "40",
+            "report",
+            "--run",
+            run.to_str().unwrap(),
+            "--run",
+            run.to_str().unwrap(),
+            "--out",
+            page.to_str().unwrap(),
+            "--png",
+            picture.to_str().unwrap(),
+            "--sample-tokens",
+            "40",
         ],
     );
     assert_not_blank("the report PNG", &decode_png(&bytes(&picture)), 0.02);
@@ -314,7 +394,11 @@ fn the_report_renders_and_responds() {
     b.open(&page);
     assert_not_blank("the report's screenshot", &b.screenshot(), 0.02);
     assert_eq!(b.eval("document.querySelectorAll('#charts svg').length"), 5);
-    assert!(b.eval("document.getElementById('details').textContent").to_string().contains("step 60"));
+    assert!(
+        b.eval("document.getElementById('details').textContent")
+            .to_string()
+            .contains("step 60")
+    );
     let axis = "Array.from(document.querySelectorAll('#charts svg .axis text')).map(t => t.textContent).join('|')";
     assert!(b.eval(axis).to_string().contains("|step"));
     // Choose another x axis: the charts are drawn again against tokens.
@@ -323,7 +407,9 @@ fn the_report_renders_and_responds() {
     // Hovering a chart reads out every run's value there.
     let chart = b.centre("#charts .chart svg");
     b.hover(chart);
-    let readout = b.eval("document.querySelector('#charts .chart .readout').textContent").to_string();
+    let readout = b
+        .eval("document.querySelector('#charts .chart .readout').textContent")
+        .to_string();
     assert!(readout.contains("train"), "{readout}");
     let errors = b.errors();
     assert!(errors.is_empty(), "console errors: {errors:?}");

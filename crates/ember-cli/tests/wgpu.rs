@@ -318,23 +318,62 @@ fn a_resumed_run_on_wgpu_follows_the_uninterrupted_one() {
 fn variants() -> Vec<(&'static str, GptConfig)> {
     use ember_model::config::Attention;
     use ember_nn::Position;
-    let base = GptConfig {
-        n_head: 4,
-        ..tiny()
-    };
+    let base = GptConfig { n_head: 4, ..tiny() };
     vec![
-        ("sliding window", GptConfig { attention: Attention::SlidingWindow, window: Some(5), ..base.clone() }),
+        (
+            "sliding window",
+            GptConfig {
+                attention: Attention::SlidingWindow,
+                window: Some(5),
+                ..base.clone()
+            },
+        ),
         (
             "window pattern",
-            GptConfig { attention: Attention::SlidingWindow, window: Some(3), window_pattern: Some("SL".into()), ..base.clone() },
+            GptConfig {
+                attention: Attention::SlidingWindow,
+                window: Some(3),
+                window_pattern: Some("SL".into()),
+                ..base.clone()
+            },
         ),
-        ("linear", GptConfig { attention: Attention::Linear, ..base.clone() }),
-        ("multi-query", GptConfig { n_kv_head: Some(1), ..base.clone() }),
-        ("ALiBi", GptConfig { position: Position::Alibi, n_kv_head: Some(2), ..base.clone() }),
-        ("no positions", GptConfig { position: Position::None, ..base.clone() }),
+        (
+            "linear",
+            GptConfig {
+                attention: Attention::Linear,
+                ..base.clone()
+            },
+        ),
+        (
+            "multi-query",
+            GptConfig {
+                n_kv_head: Some(1),
+                ..base.clone()
+            },
+        ),
+        (
+            "ALiBi",
+            GptConfig {
+                position: Position::Alibi,
+                n_kv_head: Some(2),
+                ..base.clone()
+            },
+        ),
+        (
+            "no positions",
+            GptConfig {
+                position: Position::None,
+                ..base.clone()
+            },
+        ),
         (
             "GPT-NeoX options",
-            GptConfig { rotary_pct: 0.5, parallel_residual: true, tie_embeddings: false, ..base },
+            GptConfig {
+                rotary_pct: 0.5,
+                parallel_residual: true,
+                tie_embeddings: false,
+                ..base
+            },
         ),
     ]
 }
@@ -344,8 +383,20 @@ fn every_attention_variant_runs_on_wgpu_as_on_the_cpu() {
     let (cpu, gpu) = (Device::flex(), gpu());
     for (name, config) in variants() {
         // The forward pass.
-        let a = config.init(7, &cpu).unwrap().forward(tokens(&cpu)).into_data().try_to_vec::<f32>().unwrap();
-        let b = config.init(7, &gpu).unwrap().forward(tokens(&gpu)).into_data().try_to_vec::<f32>().unwrap();
+        let a = config
+            .init(7, &cpu)
+            .unwrap()
+            .forward(tokens(&cpu))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let b = config
+            .init(7, &gpu)
+            .unwrap()
+            .forward(tokens(&gpu))
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let d = max_diff(&a, &b);
         assert!(d < 1e-4, "{name}: logits differ by {d}");
         // A training step's loss and gradient norm.
@@ -360,11 +411,15 @@ fn every_attention_variant_runs_on_wgpu_as_on_the_cpu() {
                 shards: None,
                 step: 1,
             };
-            let (_, s) = optimizer_step(config.init(7, &ad).unwrap(), &mut opt, &[batch()], settings, None, &ad).unwrap();
+            let (_, s) =
+                optimizer_step(config.init(7, &ad).unwrap(), &mut opt, &[batch()], settings, None, &ad).unwrap();
             (s.loss, s.grad_norm)
         };
         let ((lc, nc), (lg, ng)) = (step(&cpu), step(&gpu));
-        assert!((lc - lg).abs() < 1e-4 && (nc - ng).abs() < 1e-4 * nc.max(1.0), "{name}: {lc}/{nc} vs {lg}/{ng}");
+        assert!(
+            (lc - lg).abs() < 1e-4 && (nc - ng).abs() < 1e-4 * nc.max(1.0),
+            "{name}: {lc}/{nc} vs {lg}/{ng}"
+        );
         // Greedy generation with each variant's cache, past the context.
         let generate = |device: &Device| {
             let model = config.init(7, device).unwrap();
@@ -388,18 +443,28 @@ fn burn_s_fused_attention_serves_generation_on_wgpu_with_the_composition_s_numbe
         let v = ember_nn::init::normal_vec(&mut ember_nn::init::seeded(seed), b * h * s * d, 1.0);
         Tensor::<4>::from_data(TensorData::new(v, [b, h, s, d]), device)
     };
-    for mask in [ember_nn::AttentionMask::Causal, ember_nn::AttentionMask::SlidingWindow { window: 7 }] {
+    for mask in [
+        ember_nn::AttentionMask::Causal,
+        ember_nn::AttentionMask::SlidingWindow { window: 7 },
+    ] {
         let bias = mask.bias_table(s, &gpu);
         let (q, k, v) = (r(1, &gpu), r(2, &gpu), r(3, &gpu));
         let fused = ember_kernels::flash_attention(&q, &k, &v, &bias).expect("serves on wgpu outside autodiff");
         let no_dropout = burn::nn::DropoutConfig::new(0.0).init();
         let reference = ember_nn::attention::sdpa::composition(q, k, v, bias.clone().unsqueeze::<3>(), &no_dropout);
-        let diff = max_diff(&fused.into_data().try_to_vec::<f32>().unwrap(), &reference.into_data().try_to_vec::<f32>().unwrap());
+        let diff = max_diff(
+            &fused.into_data().try_to_vec::<f32>().unwrap(),
+            &reference.into_data().try_to_vec::<f32>().unwrap(),
+        );
         assert!(diff < 1e-4, "{mask:?}: differs by {diff}");
         // Not under autodiff (Burn would fall back to the full score matrix), not on the CPU.
         let ad = gpu.clone().autodiff();
-        assert!(ember_kernels::flash_attention(&r(1, &ad), &r(2, &ad), &r(3, &ad), &bias.clone().to_device(&ad)).is_none());
+        assert!(
+            ember_kernels::flash_attention(&r(1, &ad), &r(2, &ad), &r(3, &ad), &bias.clone().to_device(&ad)).is_none()
+        );
         let cpu = Device::flex();
-        assert!(ember_kernels::flash_attention(&r(1, &cpu), &r(2, &cpu), &r(3, &cpu), &mask.bias_table(s, &cpu)).is_none());
+        assert!(
+            ember_kernels::flash_attention(&r(1, &cpu), &r(2, &cpu), &r(3, &cpu), &mask.bias_table(s, &cpu)).is_none()
+        );
     }
 }

@@ -159,7 +159,11 @@ pub fn prepare(config: &DataConfig, run_dir: &Path) -> Result<PreparedData, Data
 
 /// [`prepare`], with `tokenizer` (a model's own, when fine-tuning) instead of one trained on
 /// the corpus.
-pub fn prepare_with(config: &DataConfig, run_dir: &Path, tokenizer: Option<Tokenizer>) -> Result<PreparedData, DataError> {
+pub fn prepare_with(
+    config: &DataConfig,
+    run_dir: &Path,
+    tokenizer: Option<Tokenizer>,
+) -> Result<PreparedData, DataError> {
     config.validate()?;
     let text = read_corpus(&config.path)?;
     let tokenizer = match (tokenizer, config.tokenizer) {

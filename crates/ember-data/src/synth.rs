@@ -321,7 +321,15 @@ mod tests {
 
     #[test]
     fn recall_lines_answer_with_the_value_of_the_key() {
-        let (text, floor) = generate(Task::Recall { pairs: 3, keys: 5, values: 4 }, 2000, 2);
+        let (text, floor) = generate(
+            Task::Recall {
+                pairs: 3,
+                keys: 5,
+                values: 4,
+            },
+            2000,
+            2,
+        );
         for line in text.lines() {
             let (pairs, query) = line.split_once('?').expect("a query");
             let pairs: Vec<&[u8]> = pairs.as_bytes().chunks(2).collect();
@@ -338,7 +346,11 @@ mod tests {
 
     #[test]
     fn markov_entropy_rate_matches_the_empirical_loss_of_the_true_chain() {
-        let task = Task::Markov { order: 2, alphabet: 3, alpha: 0.5 };
+        let task = Task::Markov {
+            order: 2,
+            alphabet: 3,
+            alpha: 0.5,
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let chain = MarkovChain::random(2, 3, 0.5, &mut rng);
         // Draw a long stream from the chain and score it with its own probabilities.
@@ -349,7 +361,11 @@ mod tests {
             state = chain.advance(state, x);
         }
         let rate = chain.entropy_rate();
-        assert!((nll / n as f64 - rate).abs() < 0.01, "empirical {} vs rate {rate}", nll / n as f64);
+        assert!(
+            (nll / n as f64 - rate).abs() < 0.01,
+            "empirical {} vs rate {rate}",
+            nll / n as f64
+        );
         // A uniform chain's rate is ln(alphabet).
         let uniform = MarkovChain {
             order: 1,
@@ -384,8 +400,31 @@ mod tests {
 
     #[test]
     fn parameters_out_of_range_are_named() {
-        assert!(Task::Copy { length: 0, alphabet: 4 }.validate().unwrap_err().contains("--length"));
-        assert!(Task::Recall { pairs: 8, keys: 4, values: 10 }.validate().unwrap_err().contains("--keys 4"));
-        assert!(Task::Markov { order: 3, alphabet: 4, alpha: 0.0 }.validate().unwrap_err().contains("--alpha"));
+        assert!(
+            Task::Copy { length: 0, alphabet: 4 }
+                .validate()
+                .unwrap_err()
+                .contains("--length")
+        );
+        assert!(
+            Task::Recall {
+                pairs: 8,
+                keys: 4,
+                values: 10
+            }
+            .validate()
+            .unwrap_err()
+            .contains("--keys 4")
+        );
+        assert!(
+            Task::Markov {
+                order: 3,
+                alphabet: 4,
+                alpha: 0.0
+            }
+            .validate()
+            .unwrap_err()
+            .contains("--alpha")
+        );
     }
 }

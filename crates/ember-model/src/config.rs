@@ -261,7 +261,11 @@ impl GptConfig {
                 )
             };
             let key = if self.rotary_pct == 1.0 { "n_head" } else { "rotary_pct" };
-            let value: &dyn ToString = if self.rotary_pct == 1.0 { &self.n_head } else { &self.rotary_pct };
+            let value: &dyn ToString = if self.rotary_pct == 1.0 {
+                &self.n_head
+            } else {
+                &self.rotary_pct
+            };
             return bad(key, value, problem);
         }
         if self.d_ff == Some(0) {
@@ -332,7 +336,8 @@ impl GptConfig {
                 return bad(
                     "window_pattern",
                     value,
-                    "is used only with model.attention = \"sliding_window\"; remove the key or set the attention".into(),
+                    "is used only with model.attention = \"sliding_window\"; remove the key or set the attention"
+                        .into(),
                 );
             }
             if pattern.is_empty() || !pattern.bytes().all(|b| b == b'S' || b == b'L') {
@@ -354,7 +359,8 @@ impl GptConfig {
             return bad(
                 "position",
                 "\"alibi\"".into(),
-                "biases the scores of softmax attention, and linear attention has none; use \"rope\" or \"none\"".into(),
+                "biases the scores of softmax attention, and linear attention has none; use \"rope\" or \"none\""
+                    .into(),
             );
         }
         Ok(())
@@ -468,35 +474,113 @@ mod tests {
     #[test]
     fn invalid_attention_combinations_name_the_keys() {
         let base = GptConfig::nano;
-        let msg = error(GptConfig { window: Some(8), ..base() });
-        assert!(msg.starts_with("model.window = 8: is used only with model.attention = \"sliding_window\""), "{msg}");
-        let msg = error(GptConfig { attention: Attention::SlidingWindow, ..base() });
-        assert!(msg.starts_with("model.attention = \"sliding_window\": needs model.window"), "{msg}");
-        let windowed = || GptConfig { attention: Attention::SlidingWindow, window: Some(8), ..base() };
+        let msg = error(GptConfig {
+            window: Some(8),
+            ..base()
+        });
+        assert!(
+            msg.starts_with("model.window = 8: is used only with model.attention = \"sliding_window\""),
+            "{msg}"
+        );
+        let msg = error(GptConfig {
+            attention: Attention::SlidingWindow,
+            ..base()
+        });
+        assert!(
+            msg.starts_with("model.attention = \"sliding_window\": needs model.window"),
+            "{msg}"
+        );
+        let windowed = || GptConfig {
+            attention: Attention::SlidingWindow,
+            window: Some(8),
+            ..base()
+        };
         windowed().validate().unwrap();
-        let msg = error(GptConfig { window: Some(0), ..windowed() });
+        let msg = error(GptConfig {
+            window: Some(0),
+            ..windowed()
+        });
         assert!(msg.starts_with("model.window = 0: must be at least 1"), "{msg}");
-        let msg = error(GptConfig { window: Some(32), ..windowed() });
+        let msg = error(GptConfig {
+            window: Some(32),
+            ..windowed()
+        });
         assert!(msg.contains("sees the whole context of block_size = 32"), "{msg}");
-        let msg = error(GptConfig { window_pattern: Some("SXL".into()), ..windowed() });
-        assert!(msg.starts_with("model.window_pattern = \"SXL\": must be letters S"), "{msg}");
-        let msg = error(GptConfig { window_pattern: Some("LL".into()), ..windowed() });
+        let msg = error(GptConfig {
+            window_pattern: Some("SXL".into()),
+            ..windowed()
+        });
+        assert!(
+            msg.starts_with("model.window_pattern = \"SXL\": must be letters S"),
+            "{msg}"
+        );
+        let msg = error(GptConfig {
+            window_pattern: Some("LL".into()),
+            ..windowed()
+        });
         assert!(msg.contains("gives none of the 2 layers a window"), "{msg}");
-        let msg = error(GptConfig { window_pattern: Some("SL".into()), ..base() });
-        assert!(msg.starts_with("model.window_pattern = \"SL\": is used only with"), "{msg}");
-        let msg = error(GptConfig { n_kv_head: Some(3), n_head: 4, ..base() });
-        assert!(msg.starts_with("model.n_kv_head = 3: must divide n_head = 4") && msg.ends_with("1, 2, 4"), "{msg}");
-        assert!(error(GptConfig { n_kv_head: Some(0), ..base() }).starts_with("model.n_kv_head = 0"));
-        let msg = error(GptConfig { attention: Attention::Linear, position: Position::Alibi, ..base() });
-        assert!(msg.starts_with("model.position = \"alibi\": biases the scores"), "{msg}");
-        let msg = error(GptConfig { position: Position::Alibi, rotary_pct: 0.5, ..base() });
+        let msg = error(GptConfig {
+            window_pattern: Some("SL".into()),
+            ..base()
+        });
+        assert!(
+            msg.starts_with("model.window_pattern = \"SL\": is used only with"),
+            "{msg}"
+        );
+        let msg = error(GptConfig {
+            n_kv_head: Some(3),
+            n_head: 4,
+            ..base()
+        });
+        assert!(
+            msg.starts_with("model.n_kv_head = 3: must divide n_head = 4") && msg.ends_with("1, 2, 4"),
+            "{msg}"
+        );
+        assert!(
+            error(GptConfig {
+                n_kv_head: Some(0),
+                ..base()
+            })
+            .starts_with("model.n_kv_head = 0")
+        );
+        let msg = error(GptConfig {
+            attention: Attention::Linear,
+            position: Position::Alibi,
+            ..base()
+        });
+        assert!(
+            msg.starts_with("model.position = \"alibi\": biases the scores"),
+            "{msg}"
+        );
+        let msg = error(GptConfig {
+            position: Position::Alibi,
+            rotary_pct: 0.5,
+            ..base()
+        });
         assert!(msg.starts_with("model.rotary_pct = 0.5: applies to RoPE only"), "{msg}");
         // d_head 16: a quarter is 4 coordinates, fine; 0.1 gives 1, odd.
-        GptConfig { rotary_pct: 0.25, ..base() }.validate().unwrap();
-        let msg = error(GptConfig { rotary_pct: 0.1, ..base() });
-        assert!(msg.starts_with("model.rotary_pct = 0.1: rotates 1 of each head's 16"), "{msg}");
+        GptConfig {
+            rotary_pct: 0.25,
+            ..base()
+        }
+        .validate()
+        .unwrap();
+        let msg = error(GptConfig {
+            rotary_pct: 0.1,
+            ..base()
+        });
+        assert!(
+            msg.starts_with("model.rotary_pct = 0.1: rotates 1 of each head's 16"),
+            "{msg}"
+        );
         // Without RoPE any head size is fine.
-        GptConfig { n_head: 32, position: Position::None, ..base() }.validate().unwrap();
+        GptConfig {
+            n_head: 32,
+            position: Position::None,
+            ..base()
+        }
+        .validate()
+        .unwrap();
     }
 
     #[test]
@@ -528,7 +612,9 @@ mod tests {
         assert_eq!(toml::from_str::<GptConfig>(&toml::to_string(&c).unwrap()).unwrap(), c);
         // An old config, without the new keys, is today's model.
         assert_eq!(toml::from_str::<GptConfig>("n_layer = 2").unwrap(), GptConfig::nano());
-        let err = toml::from_str::<GptConfig>("position = \"learned\"").unwrap_err().to_string();
+        let err = toml::from_str::<GptConfig>("position = \"learned\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("rope") && err.contains("alibi"), "{err}");
     }
 }

@@ -98,6 +98,27 @@ impl<'a> Generator<'a> {
     }
 }
 
+impl Gpt {
+    /// Like [`forward`](Self::forward) for new positions only, reading and extending one
+    /// cache per block (from [`new_caches`](Self::new_caches)), all of the same length.
+    ///
+    /// # Shapes
+    /// - tokens: `[batch, seq]`, `past + seq ≤ block_size` → `[batch, seq, vocab]`
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, caches: &mut [AttentionCache]) -> Tensor<3> {
+        assert_eq!(caches.len(), self.blocks.len(), "one cache per block");
+        let mut x = self.wte.forward(tokens);
+        for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
+            x = block.forward(x, &self.tables, Some(cache));
+        }
+        self.head(self.ln_f.forward(x))
+    }
+
+    /// Fresh, empty caches, one per block (each bounded as its layer needs).
+    pub fn new_caches(&self) -> Vec<AttentionCache> {
+        self.blocks.iter().map(|b| b.attn.new_cache()).collect()
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -162,13 +183,40 @@ pub(crate) mod tests {
         };
         vec![
             base.clone(),
-            GptConfig { attention: Attention::SlidingWindow, window: Some(3), ..base.clone() },
-            GptConfig { attention: Attention::SlidingWindow, window: Some(3), window_pattern: Some("SL".into()), ..base.clone() },
-            GptConfig { attention: Attention::Linear, ..base.clone() },
-            GptConfig { n_kv_head: Some(2), ..base.clone() },
-            GptConfig { n_kv_head: Some(1), position: Position::Alibi, ..base.clone() },
-            GptConfig { position: Position::None, ..base.clone() },
-            GptConfig { rotary_pct: 0.5, parallel_residual: true, tie_embeddings: false, ..base },
+            GptConfig {
+                attention: Attention::SlidingWindow,
+                window: Some(3),
+                ..base.clone()
+            },
+            GptConfig {
+                attention: Attention::SlidingWindow,
+                window: Some(3),
+                window_pattern: Some("SL".into()),
+                ..base.clone()
+            },
+            GptConfig {
+                attention: Attention::Linear,
+                ..base.clone()
+            },
+            GptConfig {
+                n_kv_head: Some(2),
+                ..base.clone()
+            },
+            GptConfig {
+                n_kv_head: Some(1),
+                position: Position::Alibi,
+                ..base.clone()
+            },
+            GptConfig {
+                position: Position::None,
+                ..base.clone()
+            },
+            GptConfig {
+                rotary_pct: 0.5,
+                parallel_residual: true,
+                tie_embeddings: false,
+                ..base
+            },
         ]
     }
 

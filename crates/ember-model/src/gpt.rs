@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Positions enter inside every attention layer (RoPE by default), so there is no learned
-//! position table. The language-model head reuses the token embedding ("tied" weights) unless
+//! position table. The cached forward pass of generation is in `generate.rs`, the one that
+//! also returns the attention weights in `inspect.rs`. The language-model head reuses the token embedding ("tied" weights) unless
 //! `tie_embeddings = false` gives it its own `lm_head`. What every layer's attention shares (the
 //! mask and RoPE tables) is built once here and passed down. Parameter names mirror the
 //! reference implementation's (`wte.weight`, `blocks.0.attn.qkv.weight`, …).
@@ -13,8 +14,8 @@
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 use ember_nn::{
-    AttentionCache, AttentionKind, AttentionMask, AttentionTables, AttentionTablesConfig, Block, BlockConfig,
-    LayerNorm, LayerNormConfig, TokenEmbedding, TokenEmbeddingConfig, init,
+    AttentionKind, AttentionMask, AttentionTables, AttentionTablesConfig, Block, BlockConfig, LayerNorm,
+    LayerNormConfig, TokenEmbedding, TokenEmbeddingConfig, init,
 };
 
 use crate::config::GptConfig;
@@ -74,7 +75,11 @@ impl GptConfig {
             .with_rope_theta(self.rope_theta)
             .with_rot_dims(self.rot_dims())
             .with_full(kinds.contains(&AttentionKind::Softmax(AttentionMask::Causal)))
-            .with_window(self.window.filter(|_| kinds.iter().any(|k| matches!(k, AttentionKind::Softmax(AttentionMask::SlidingWindow { .. })))))
+            .with_window(self.window.filter(|_| {
+                kinds
+                    .iter()
+                    .any(|k| matches!(k, AttentionKind::Softmax(AttentionMask::SlidingWindow { .. })))
+            }))
             .init(device);
         Ok(Gpt {
             wte,
@@ -100,48 +105,12 @@ impl Gpt {
         self.head(self.ln_f.forward(x)) // [batch, seq, vocab]
     }
 
-    /// Like [`forward`](Self::forward) for new positions only, reading and extending one
-    /// cache per block (from [`new_caches`](Self::new_caches)), all of the same length.
-    ///
-    /// # Shapes
-    /// - tokens: `[batch, seq]`, `past + seq ≤ block_size` → `[batch, seq, vocab]`
-    pub fn forward_cached(&self, tokens: Tensor<2, Int>, caches: &mut [AttentionCache]) -> Tensor<3> {
-        assert_eq!(caches.len(), self.blocks.len(), "one cache per block");
-        let mut x = self.wte.forward(tokens);
-        for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
-            x = block.forward(x, &self.tables, Some(cache));
-        }
-        self.head(self.ln_f.forward(x))
-    }
-
-    /// [`forward`](Self::forward), also returning every layer's attention weights: the
-    /// softmax rows each head used (linear attention's implied ones), as the same code
-    /// computes them in training.
-    ///
-    /// # Shapes
-    /// - tokens: `[batch, seq]` → (`[batch, seq, vocab]`, `n_layer` × `[batch, n_head, seq, seq]`)
-    pub fn forward_with_attention(&self, tokens: Tensor<2, Int>) -> (Tensor<3>, Vec<Tensor<4>>) {
-        let mut x = self.wte.forward(tokens);
-        let mut weights = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let (y, w) = block.forward_with_weights(x, &self.tables);
-            x = y;
-            weights.push(w);
-        }
-        (self.head(self.ln_f.forward(x)), weights)
-    }
-
     /// The LM head: scores every token id against each final hidden state.
     ///
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, vocab]`
-    fn head(&self, x: Tensor<3>) -> Tensor<3> {
+    pub(crate) fn head(&self, x: Tensor<3>) -> Tensor<3> {
         self.lm_head.as_ref().unwrap_or(&self.wte).logits(x)
-    }
-
-    /// Fresh, empty caches, one per block (each bounded as its layer needs).
-    pub fn new_caches(&self) -> Vec<AttentionCache> {
-        self.blocks.iter().map(|b| b.attn.new_cache()).collect()
     }
 
     /// Vocabulary size.

@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: [`GptConfig`] with its validation and named presets.
 //! - [`gpt`]: the [`Gpt`] module and its forward pass (with or without a KV cache).
+//! - [`inspect`]: the forward pass that also returns the attention weights.
 //! - [`loss`]: mean cross-entropy of next-token predictions.
 //! - [`precision`]: f16/bf16 compute on f32 master weights.
 //! - [`stats`]: parameter count, training FLOPs per token, memory estimate.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gpt;
+pub mod inspect;
 pub mod loss;
 pub mod precision;
 pub mod sampling;

@@ -16,7 +16,9 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::attention::{AttentionCache, AttentionKind, AttentionMask, AttentionTables, CausalSelfAttention, CausalSelfAttentionConfig};
+use crate::attention::{
+    AttentionCache, AttentionKind, AttentionMask, AttentionTables, CausalSelfAttention, CausalSelfAttentionConfig,
+};
 use crate::gelu::Gelu;
 use crate::init::InitRng;
 use crate::layer_norm::{LayerNorm, LayerNormConfig};
@@ -106,7 +108,10 @@ impl Block {
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<3>, tables: &AttentionTables, cache: Option<&mut AttentionCache>) -> Tensor<3> {
-        let attn = |x| self.resid_dropout.forward(self.attn.forward(self.ln1.forward(x), tables, cache));
+        let attn = |x| {
+            self.resid_dropout
+                .forward(self.attn.forward(self.ln1.forward(x), tables, cache))
+        };
         let mlp = |x| self.resid_dropout.forward(self.mlp.forward(self.ln2.forward(x)));
         if self.parallel_residual {
             let a = attn(x.clone());
@@ -115,28 +120,12 @@ impl Block {
         let x = residual(x.clone(), attn(x)); // x + attn(ln1(x))
         residual(x.clone(), mlp(x)) // x + mlp(ln2(x))
     }
-
-    /// [`forward`](Self::forward) over a whole sequence, also returning the attention weights
-    /// (see [`CausalSelfAttention::forward_with_weights`]).
-    ///
-    /// # Shapes
-    /// - x: `[batch, seq, d_model]` → (`[batch, seq, d_model]`, `[batch, n_heads, seq, seq]`)
-    pub fn forward_with_weights(&self, x: Tensor<3>, tables: &AttentionTables) -> (Tensor<3>, Tensor<4>) {
-        let (a, weights) = self.attn.forward_with_weights(self.ln1.forward(x.clone()), tables);
-        let a = self.resid_dropout.forward(a);
-        let mlp = |x| self.resid_dropout.forward(self.mlp.forward(self.ln2.forward(x)));
-        if self.parallel_residual {
-            return (residual(residual(x.clone(), a), mlp(x)), weights);
-        }
-        let x = residual(x, a);
-        (residual(x.clone(), mlp(x)), weights)
-    }
 }
 
 /// `stream + branch`. Written `branch + stream`: the branch's output is a fresh buffer that
 /// nothing else holds, which the CPU backend then overwrites in place instead of copying the
 /// stream first (the sum is the same).
-fn residual(stream: Tensor<3>, branch: Tensor<3>) -> Tensor<3> {
+pub(crate) fn residual(stream: Tensor<3>, branch: Tensor<3>) -> Tensor<3> {
     branch + stream
 }
 
@@ -167,7 +156,11 @@ mod tests {
             block.attn.proj.weight = Param::from_tensor(Tensor::zeros([8, 8], &device));
             block.mlp.proj.weight = Param::from_tensor(Tensor::zeros([32, 8], &device));
             let x = x(&device);
-            assert_close(&values(&block.forward(x.clone(), &tables(&device), None)), &values(&x), 0.0);
+            assert_close(
+                &values(&block.forward(x.clone(), &tables(&device), None)),
+                &values(&x),
+                0.0,
+            );
         }
     }
 

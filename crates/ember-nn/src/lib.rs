@@ -29,6 +29,7 @@ pub mod block;
 pub mod embedding;
 pub mod gelu;
 pub mod init;
+pub mod inspect;
 pub mod layer_norm;
 pub mod linear;
 pub mod mlp;

@@ -220,7 +220,14 @@ mod tests {
         assert!(!rope.is_full());
         let x = x_at(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 1, 6);
         let (c, s) = (2f64.cos(), 2f64.sin()); // position 2
-        let expected = [(1.0 * c - 2.0 * s) as f32, (2.0 * c + 1.0 * s) as f32, 3.0, 4.0, 5.0, 6.0];
+        let expected = [
+            (1.0 * c - 2.0 * s) as f32,
+            (2.0 * c + 1.0 * s) as f32,
+            3.0,
+            4.0,
+            5.0,
+            6.0,
+        ];
         assert_close(&values(&rope.apply(x, 2)), &expected, 1e-6);
     }
 

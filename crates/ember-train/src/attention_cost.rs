@@ -142,7 +142,11 @@ pub fn measure(
     let no_dropout = DropoutConfig::new(0.0).init();
     let scale = 1.0 / (d_head as f64).sqrt();
     let pass = || {
-        let (q, k, v) = (q0.clone().require_grad(), k0.clone().require_grad(), v0.clone().require_grad());
+        let (q, k, v) = (
+            q0.clone().require_grad(),
+            k0.clone().require_grad(),
+            v0.clone().require_grad(),
+        );
         let y = match variant {
             CostVariant::FullComposition => {
                 let bias = tables.bias(AttentionMask::Causal, 0, context, 0);

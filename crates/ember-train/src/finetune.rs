@@ -114,7 +114,10 @@ mod tests {
             n_layer: 4,
             ..GptConfig::nano()
         };
-        assert!(model_config(&same, &source).is_ok(), "a key equal to the source's is fine");
+        assert!(
+            model_config(&same, &source).is_ok(),
+            "a key equal to the source's is fine"
+        );
         let other = GptConfig {
             n_layer: 6,
             ..GptConfig::nano()

@@ -44,15 +44,25 @@ fn bad(path: &Path, message: impl Into<String>) -> TrainError {
 
 /// Refuses a model GPT-NeoX cannot express, naming what cannot be mapped.
 pub fn check_exportable(c: &GptConfig) -> Result<(), String> {
-    let no = |what: String| Err(format!("{what} has no GPT-NeoX equivalent, so `transformers` could not load the model"));
+    let no = |what: String| {
+        Err(format!(
+            "{what} has no GPT-NeoX equivalent, so `transformers` could not load the model"
+        ))
+    };
     if c.attention != Attention::Causal {
-        return no(format!("model.attention = \"{}\"", ember_model::config::attention_name(c.attention)));
+        return no(format!(
+            "model.attention = \"{}\"",
+            ember_model::config::attention_name(c.attention)
+        ));
     }
     if c.kv_heads() != c.n_head {
         return no(format!("model.n_kv_head = {} (grouped-query attention)", c.kv_heads()));
     }
     if c.position != Position::Rope {
-        return no(format!("model.position = \"{}\"", ember_model::config::position_name(c.position)));
+        return no(format!(
+            "model.position = \"{}\"",
+            ember_model::config::position_name(c.position)
+        ));
     }
     Ok(())
 }
@@ -90,34 +100,63 @@ pub fn hf_config(c: &GptConfig) -> Value {
 
 /// The model of a GPT-NeoX `config.json`, or why ember cannot hold it (`path` names the file).
 pub fn config_from_hf(v: &Value, path: &Path) -> Result<GptConfig, TrainError> {
-    let architectures: Vec<&str> = v["architectures"].as_array().map_or(Vec::new(), |a| a.iter().filter_map(Value::as_str).collect());
+    let architectures: Vec<&str> = v["architectures"]
+        .as_array()
+        .map_or(Vec::new(), |a| a.iter().filter_map(Value::as_str).collect());
     if !architectures.contains(&ARCHITECTURE) && v["model_type"] != "gpt_neox" {
-        let named = if architectures.is_empty() { format!("model_type {}", v["model_type"]) } else { architectures.join(", ") };
-        return Err(bad(path, format!("the architecture is {named}; ember imports {ARCHITECTURE} (GPT-NeoX, Pythia) only")));
+        let named = if architectures.is_empty() {
+            format!("model_type {}", v["model_type"])
+        } else {
+            architectures.join(", ")
+        };
+        return Err(bad(
+            path,
+            format!("the architecture is {named}; ember imports {ARCHITECTURE} (GPT-NeoX, Pythia) only"),
+        ));
     }
     let int = |key: &str| -> Result<usize, TrainError> {
-        v[key].as_u64().map(|x| x as usize).ok_or_else(|| bad(path, format!("\"{key}\" is missing or not a whole number")))
+        v[key]
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| bad(path, format!("\"{key}\" is missing or not a whole number")))
     };
     let gelu = match v["hidden_act"].as_str().unwrap_or("gelu") {
         "gelu" => Gelu::Erf,
         "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Gelu::Tanh,
         other => {
-            return Err(bad(path, format!("hidden_act \"{other}\" is not supported; ember's feed-forward is GELU (\"gelu\", or the tanh approximations \"gelu_new\", \"gelu_pytorch_tanh\", \"gelu_fast\")")));
+            return Err(bad(
+                path,
+                format!(
+                    "hidden_act \"{other}\" is not supported; ember's feed-forward is GELU (\"gelu\", or the tanh approximations \"gelu_new\", \"gelu_pytorch_tanh\", \"gelu_fast\")"
+                ),
+            ));
         }
     };
     if v["attention_bias"] == false {
-        return Err(bad(path, "attention_bias is false; ember's attention projections have biases"));
+        return Err(bad(
+            path,
+            "attention_bias is false; ember's attention projections have biases",
+        ));
     }
     let rope = &v["rope_parameters"];
     let rope = if rope.is_object() { rope } else { &v["rope_scaling"] };
     if let Some(kind) = rope["rope_type"].as_str().or(rope["type"].as_str())
         && kind != "default"
     {
-        return Err(bad(path, format!("RoPE type \"{kind}\" (scaled RoPE) is not supported; ember's RoPE is the default one")));
+        return Err(bad(
+            path,
+            format!("RoPE type \"{kind}\" (scaled RoPE) is not supported; ember's RoPE is the default one"),
+        ));
     }
     // transformers' defaults when the keys are absent: a quarter of each head, base 10000.
-    let rotary_pct = rope["partial_rotary_factor"].as_f64().or(v["rotary_pct"].as_f64()).unwrap_or(0.25);
-    let rope_theta = rope["rope_theta"].as_f64().or(v["rotary_emb_base"].as_f64()).unwrap_or(10000.0);
+    let rotary_pct = rope["partial_rotary_factor"]
+        .as_f64()
+        .or(v["rotary_pct"].as_f64())
+        .unwrap_or(0.25);
+    let rope_theta = rope["rope_theta"]
+        .as_f64()
+        .or(v["rotary_emb_base"].as_f64())
+        .unwrap_or(10000.0);
     let (d_model, n_head) = (int("hidden_size")?, int("num_attention_heads")?);
     let d_ff = int("intermediate_size")?;
     let config = GptConfig {
@@ -161,7 +200,11 @@ enum Layout {
 
 /// `(ember name, GPT-NeoX name, layout)` of every parameter of `c`.
 fn names(c: &GptConfig) -> Vec<(String, String, Layout)> {
-    let mut out = vec![("wte.weight".to_string(), "gpt_neox.embed_in.weight".to_string(), Layout::Same)];
+    let mut out = vec![(
+        "wte.weight".to_string(),
+        "gpt_neox.embed_in.weight".to_string(),
+        Layout::Same,
+    )];
     for l in 0..c.n_layer {
         let (e, h) = (format!("blocks.{l}."), format!("gpt_neox.layers.{l}."));
         let pairs = [
@@ -180,8 +223,16 @@ fn names(c: &GptConfig) -> Vec<(String, String, Layout)> {
         ];
         out.extend(pairs.map(|(a, b, layout)| (format!("{e}{a}"), format!("{h}{b}"), layout)));
     }
-    out.push(("ln_f.weight".into(), "gpt_neox.final_layer_norm.weight".into(), Layout::Same));
-    out.push(("ln_f.bias".into(), "gpt_neox.final_layer_norm.bias".into(), Layout::Same));
+    out.push((
+        "ln_f.weight".into(),
+        "gpt_neox.final_layer_norm.weight".into(),
+        Layout::Same,
+    ));
+    out.push((
+        "ln_f.bias".into(),
+        "gpt_neox.final_layer_norm.bias".into(),
+        Layout::Same,
+    ));
     if !c.tie_embeddings {
         out.push(("lm_head.weight".into(), "embed_out.weight".into(), Layout::Same));
     }
@@ -206,7 +257,14 @@ fn transpose(d: &NamedData) -> NamedData {
 /// GPT-NeoX's: `(ember row, GPT-NeoX row)` for every row.
 fn qkv_rows(heads: usize, d_head: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..3).flat_map(move |part| {
-        (0..heads).flat_map(move |h| (0..d_head).map(move |i| (part * heads * d_head + h * d_head + i, h * 3 * d_head + part * d_head + i)))
+        (0..heads).flat_map(move |h| {
+            (0..d_head).map(move |i| {
+                (
+                    part * heads * d_head + h * d_head + i,
+                    h * 3 * d_head + part * d_head + i,
+                )
+            })
+        })
     })
 }
 
@@ -268,24 +326,37 @@ pub fn from_hf_weights(
     for (name, shape) in &expected {
         match hf.get(name) {
             None => problems.push(format!("{name} is missing")),
-            Some(d) if &d.shape != shape => {
-                problems.push(format!("{name} has shape {:?} where the config gives {shape:?}", d.shape))
-            }
+            Some(d) if &d.shape != shape => problems.push(format!(
+                "{name} has shape {:?} where the config gives {shape:?}",
+                d.shape
+            )),
             _ => {}
         }
     }
     // Buffers some checkpoints carry (rotary tables, masks) are not parameters.
     let extra: Vec<&String> = hf
         .keys()
-        .filter(|k| !expected.contains_key(*k) && !k.ends_with("rotary_emb.inv_freq") && !k.ends_with(".attention.bias") && !k.ends_with(".attention.masked_bias"))
+        .filter(|k| {
+            !expected.contains_key(*k)
+                && !k.ends_with("rotary_emb.inv_freq")
+                && !k.ends_with(".attention.bias")
+                && !k.ends_with(".attention.masked_bias")
+        })
         .collect();
     if !extra.is_empty() {
-        problems.push(format!("{} is not a parameter of the configured model", extra.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+        problems.push(format!(
+            "{} is not a parameter of the configured model",
+            extra.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ));
     }
     if !problems.is_empty() {
         return Err(bad(
             source,
-            format!("its tensors do not match config.json ({} problem(s): {})", problems.len(), problems.into_iter().take(6).collect::<Vec<_>>().join("; ")),
+            format!(
+                "its tensors do not match config.json ({} problem(s): {})",
+                problems.len(),
+                problems.into_iter().take(6).collect::<Vec<_>>().join("; ")
+            ),
         ));
     }
     Ok(names(c)
@@ -335,10 +406,24 @@ fn read_tensors(path: &Path, into: &mut BTreeMap<String, NamedData>) -> Result<(
     for (name, view) in st.tensors() {
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => return Err(bad(path, format!("tensor {name} is {other:?}; ember reads F32, F16 and BF16"))),
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(bad(
+                    path,
+                    format!("tensor {name} is {other:?}; ember reads F32, F16 and BF16"),
+                ));
+            }
         };
         into.insert(
             name,
@@ -366,10 +451,18 @@ pub struct HfModel {
 /// together; nothing is written.
 pub fn read_dir(dir: &Path) -> Result<HfModel, TrainError> {
     if !dir.is_dir() {
-        return Err(bad(dir, "is not a directory; pass a Hugging Face model directory (config.json, model.safetensors, tokenizer.json)"));
+        return Err(bad(
+            dir,
+            "is not a directory; pass a Hugging Face model directory (config.json, model.safetensors, tokenizer.json)",
+        ));
     }
     let config_path = dir.join("config.json");
-    let text = fs::read_to_string(&config_path).map_err(|e| bad(dir, format!("has no readable config.json ({e}); it is not a Hugging Face model directory")))?;
+    let text = fs::read_to_string(&config_path).map_err(|e| {
+        bad(
+            dir,
+            format!("has no readable config.json ({e}); it is not a Hugging Face model directory"),
+        )
+    })?;
     let value: Value = serde_json::from_str(&text).map_err(|e| bad(&config_path, format!("is not valid JSON: {e}")))?;
     let config = config_from_hf(&value, &config_path)?;
 
@@ -381,7 +474,9 @@ pub fn read_dir(dir: &Path) -> Result<HfModel, TrainError> {
     } else if index.is_file() {
         let text = fs::read_to_string(&index).map_err(TrainError::io("reading", &index))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| bad(&index, format!("is not valid JSON: {e}")))?;
-        let map = v["weight_map"].as_object().ok_or_else(|| bad(&index, "has no \"weight_map\""))?;
+        let map = v["weight_map"]
+            .as_object()
+            .ok_or_else(|| bad(&index, "has no \"weight_map\""))?;
         let mut files: Vec<&str> = map.values().filter_map(Value::as_str).collect();
         files.sort_unstable();
         files.dedup();
@@ -393,12 +488,20 @@ pub fn read_dir(dir: &Path) -> Result<HfModel, TrainError> {
             read_tensors(&path, &mut tensors)?;
         }
     } else {
-        return Err(bad(dir, "has no model.safetensors nor model.safetensors.index.json (ember reads safetensors weights only)"));
+        return Err(bad(
+            dir,
+            "has no model.safetensors nor model.safetensors.index.json (ember reads safetensors weights only)",
+        ));
     }
     let weights = from_hf_weights(&config, tensors, dir)?;
 
     let tok_path = dir.join("tokenizer.json");
-    let tok_text = fs::read_to_string(&tok_path).map_err(|e| bad(dir, format!("has no readable tokenizer.json ({e}); ember needs the tokenizer in the `tokenizers` format")))?;
+    let tok_text = fs::read_to_string(&tok_path).map_err(|e| {
+        bad(
+            dir,
+            format!("has no readable tokenizer.json ({e}); ember needs the tokenizer in the `tokenizers` format"),
+        )
+    })?;
     let tokenizer = Tokenizer::from_hf_json(&tok_text).map_err(|e| bad(&tok_path, e))?;
     if tokenizer.id_bound() > config.vocab_size {
         return Err(bad(
@@ -448,9 +551,14 @@ pub fn write_dir(
         _ => PathBuf::from("."),
     };
     if !parent.is_dir() {
-        return Err(bad(out, format!("cannot be created: {} does not exist", parent.display())));
+        return Err(bad(
+            out,
+            format!("cannot be created: {} does not exist", parent.display()),
+        ));
     }
-    let name = out.file_name().map_or("export".into(), |n| n.to_string_lossy().into_owned());
+    let name = out
+        .file_name()
+        .map_or("export".into(), |n| n.to_string_lossy().into_owned());
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = write_files(&tmp, config, weights, tokenizer, card)
         .and_then(|()| fs::rename(&tmp, out).map_err(TrainError::io("renaming into place", out)));
@@ -460,7 +568,13 @@ pub fn write_dir(
     result
 }
 
-fn write_files(dir: &Path, c: &GptConfig, weights: &BTreeMap<String, NamedData>, tok: &Tokenizer, card: &Card) -> Result<(), TrainError> {
+fn write_files(
+    dir: &Path,
+    c: &GptConfig,
+    weights: &BTreeMap<String, NamedData>,
+    tok: &Tokenizer,
+    card: &Card,
+) -> Result<(), TrainError> {
     fs::create_dir_all(dir).map_err(TrainError::io("creating", dir))?;
     let write = |name: &str, bytes: &[u8]| {
         let path = dir.join(name);
@@ -488,9 +602,9 @@ fn model_card(c: &GptConfig, tok: &Tokenizer, card: &Card) -> String {
         Tokenizer::Char(_) => "character-level (one token per character)",
         Tokenizer::Bpe(_) => "byte-level BPE",
     };
-    let val = card
-        .val_loss
-        .map_or("not evaluated at this step".to_string(), |v| format!("{v:.4} nats/token (perplexity {:.3})", v.exp()));
+    let val = card.val_loss.map_or("not evaluated at this step".to_string(), |v| {
+        format!("{v:.4} nats/token (perplexity {:.3})", v.exp())
+    });
     format!(
         "---\nlibrary_name: transformers\npipeline_tag: text-generation\ntags:\n- ember\n- gpt-neox\n---\n\n\
          # {run}, step {step}\n\n\
@@ -517,11 +631,22 @@ fn model_card(c: &GptConfig, tok: &Tokenizer, card: &Card) -> String {
         d = c.d_model,
         ctx = c.block_size,
         ff = c.ff_width(),
-        act = match c.gelu { Gelu::Erf => "exact GELU", Gelu::Tanh => "tanh-approximate GELU" },
+        act = match c.gelu {
+            Gelu::Erf => "exact GELU",
+            Gelu::Tanh => "tanh-approximate GELU",
+        },
         pct = c.rotary_pct * 100.0,
         theta = c.rope_theta,
-        residual = if c.parallel_residual { "parallel (x + attn(ln1 x) + mlp(ln2 x))" } else { "sequential (pre-norm)" },
-        tied = if c.tie_embeddings { "tied (the output head is the token embedding)" } else { "untied" },
+        residual = if c.parallel_residual {
+            "parallel (x + attn(ln1 x) + mlp(ln2 x))"
+        } else {
+            "sequential (pre-norm)"
+        },
+        tied = if c.tie_embeddings {
+            "tied (the output head is the token embedding)"
+        } else {
+            "untied"
+        },
         vocab = tok.vocab_size(),
         data = card.data,
     )
@@ -552,7 +677,10 @@ mod tests {
         let model = c.init(3, &burn::tensor::Device::flex()).unwrap();
         let weights = crate::params::read_params(&model);
         let hf = to_hf_weights(&c, &weights);
-        assert_eq!(hf["gpt_neox.layers.1.attention.query_key_value.weight"].shape, vec![96, 32]);
+        assert_eq!(
+            hf["gpt_neox.layers.1.attention.query_key_value.weight"].shape,
+            vec![96, 32]
+        );
         assert_eq!(hf["gpt_neox.layers.0.mlp.dense_h_to_4h.weight"].shape, vec![40, 32]);
         assert!(hf.contains_key("embed_out.weight"));
         let back = from_hf_weights(&c, hf, Path::new("x")).unwrap();
@@ -561,15 +689,32 @@ mod tests {
 
     #[test]
     fn what_gpt_neox_cannot_express_is_named() {
-        let base = GptConfig { vocab_size: 10, ..GptConfig::nano() };
-        let msg = check_exportable(&GptConfig { n_kv_head: Some(1), ..base.clone() }).unwrap_err();
-        assert!(msg.starts_with("model.n_kv_head = 1 (grouped-query attention) has no GPT-NeoX equivalent"), "{msg}");
-        let msg = check_exportable(&GptConfig { attention: Attention::Linear, ..base.clone() }).unwrap_err();
+        let base = GptConfig {
+            vocab_size: 10,
+            ..GptConfig::nano()
+        };
+        let msg = check_exportable(&GptConfig {
+            n_kv_head: Some(1),
+            ..base.clone()
+        })
+        .unwrap_err();
+        assert!(
+            msg.starts_with("model.n_kv_head = 1 (grouped-query attention) has no GPT-NeoX equivalent"),
+            "{msg}"
+        );
+        let msg = check_exportable(&GptConfig {
+            attention: Attention::Linear,
+            ..base.clone()
+        })
+        .unwrap_err();
         assert!(msg.starts_with("model.attention = \"linear\""), "{msg}");
         check_exportable(&base).unwrap();
         let v = json!({ "architectures": ["LlamaForCausalLM"], "model_type": "llama" });
         let msg = config_from_hf(&v, Path::new("c.json")).unwrap_err().to_string();
-        assert!(msg.contains("the architecture is LlamaForCausalLM; ember imports GPTNeoXForCausalLM"), "{msg}");
+        assert!(
+            msg.contains("the architecture is LlamaForCausalLM; ember imports GPTNeoXForCausalLM"),
+            "{msg}"
+        );
         let mut v = hf_config(&base);
         v["hidden_act"] = json!("relu");
         let msg = config_from_hf(&v, Path::new("c.json")).unwrap_err().to_string();

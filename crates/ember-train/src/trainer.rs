@@ -145,7 +145,12 @@ impl Trainer {
 
     fn start_in(mut config: RunConfig, run_dir: &Path, device: Device) -> Result<Self, TrainError> {
         // Fine-tuning: the architecture, tokenizer and weights come from the source.
-        let source = config.train.init_from.as_deref().map(finetune::load_source).transpose()?;
+        let source = config
+            .train
+            .init_from
+            .as_deref()
+            .map(finetune::load_source)
+            .transpose()?;
         if let Some(source) = &source {
             config.model = finetune::model_config(&config.model, &source.config)?;
         }
@@ -166,7 +171,12 @@ impl Trainer {
         let path = run_dir::config_path(run_dir);
         std::fs::write(&path, config.to_toml()).map_err(TrainError::io("writing", &path))?;
         let model = match &source {
-            Some(s) => load_model(&config, &s.weights, config.train.init_from.as_deref().expect("a source"), &device.clone().autodiff())?,
+            Some(s) => load_model(
+                &config,
+                &s.weights,
+                config.train.init_from.as_deref().expect("a source"),
+                &device.clone().autodiff(),
+            )?,
             None => config.model.init(config.train.seed, &device.clone().autodiff())?,
         };
         let sampler = BatchSampler::new(config.train.batch_size, config.model.block_size, config.train.seed);

@@ -69,8 +69,15 @@ fn attention_weights_match_pytorch_on_the_kernels_and_on_the_composition() {
                 assert_close(&format!("attention weights, {what}"), &got, &want, 1e-5);
                 for (r, row) in got.chunks(6).enumerate() {
                     let t = r % 6;
-                    assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{what}: row {r} sums to {}", row.iter().sum::<f32>());
-                    assert!(row[t + 1..].iter().all(|&w| w == 0.0), "{what}: query {t} attends to the future");
+                    assert!(
+                        (row.iter().sum::<f32>() - 1.0).abs() < 1e-5,
+                        "{what}: row {r} sums to {}",
+                        row.iter().sum::<f32>()
+                    );
+                    assert!(
+                        row[t + 1..].iter().all(|&w| w == 0.0),
+                        "{what}: query {t} attends to the future"
+                    );
                 }
                 // The next-token logits after the sequence, from the same forward pass.
                 let (mut logits, mut lshape) = (Vec::new(), Vec::new());

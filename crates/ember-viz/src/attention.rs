@@ -208,16 +208,25 @@ impl AttentionPage {
                     Layer::Linear => format!("layer {l}\nlinear"),
                 };
                 for (k, line) in label.lines().enumerate() {
-                    root.draw(&Text::new(line.to_string(), (margin as i32, y + 16 * k as i32), font(14)))
-                        .map_err(|e| draw_error(&e))?;
+                    root.draw(&Text::new(
+                        line.to_string(),
+                        (margin as i32, y + 16 * k as i32),
+                        font(14),
+                    ))
+                    .map_err(|e| draw_error(&e))?;
                 }
                 for h in 0..n_head {
                     let x = (left + h * (cell + gap)) as i32;
                     let s = c.stats[l as usize][h as usize];
-                    let kv = if group > 1 { format!(" kv{}", h as usize / group) } else { String::new() };
+                    let kv = if group > 1 {
+                        format!(" kv{}", h as usize / group)
+                    } else {
+                        String::new()
+                    };
                     let cap = format!("h{h}{kv} prev {:.2} H {:.1}", s[2], s[0]);
                     let y = (top + l * (cell + gap + caption) + cell + 2) as i32;
-                    root.draw(&Text::new(cap, (x, y), muted(12))).map_err(|e| draw_error(&e))?;
+                    root.draw(&Text::new(cap, (x, y), muted(12)))
+                        .map_err(|e| draw_error(&e))?;
                 }
             }
             root.present().map_err(|e| draw_error(&e))?;
@@ -261,7 +270,9 @@ mod tests {
         assert_eq!((quantise(0.0), quantise(1.0), quantise(0.25)), (0, 255, 128));
         // lower triangles of a 2 × 2 matrix: 3 values
         let m = vec![1.0, 0.7, 0.25, 0.75];
-        let b = base64::engine::general_purpose::STANDARD.decode(packed([&m].into_iter(), 2)).unwrap();
+        let b = base64::engine::general_purpose::STANDARD
+            .decode(packed([&m].into_iter(), 2))
+            .unwrap();
         assert_eq!(b, vec![255, 128, 221]);
     }
 
@@ -270,7 +281,10 @@ mod tests {
         let html = page().html();
         assert!(html.starts_with("<!doctype html>"));
         assert!(!html.contains("{{"), "unfilled placeholder");
-        assert!(!html.contains("http://") && !html.contains("https://") && !html.contains(" src="), "fetches nothing");
+        assert!(
+            !html.contains("http://") && !html.contains("https://") && !html.contains(" src="),
+            "fetches nothing"
+        );
         assert!(!html.contains("runs/x</script>"), "the run name is escaped");
         assert!(html.contains("\"step\":100") && html.contains("\"step\":200"));
     }

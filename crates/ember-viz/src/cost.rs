@@ -47,8 +47,13 @@ impl CostFigure {
                 .draw(&Text::new(self.title.clone(), (16, 12), (FONT, 18).into_font()))
                 .map_err(|e| draw_error(&e))?;
             let (left, right) = body.split_horizontally(width / 2);
-            self.panel(&left, "forward + backward time (ms)", |p| Some(p.1), |s| s.time_exponent)
-                .map_err(|e| draw_error(&e))?;
+            self.panel(
+                &left,
+                "forward + backward time (ms)",
+                |p| Some(p.1),
+                |s| s.time_exponent,
+            )
+            .map_err(|e| draw_error(&e))?;
             self.panel(
                 &right,
                 "peak memory allocated (MiB)",
@@ -148,7 +153,10 @@ mod tests {
         let path = dir.path().join("cost.png");
         let series = |name: &str, p: f64| CostSeries {
             name: name.into(),
-            points: [64usize, 128, 256].iter().map(|&c| (c, (c as f64).powf(p) / 100.0, Some((c * c) as u64))).collect(),
+            points: [64usize, 128, 256]
+                .iter()
+                .map(|&c| (c, (c as f64).powf(p) / 100.0, Some((c * c) as u64)))
+                .collect(),
             time_exponent: p,
             memory_exponent: Some(2.0),
         };

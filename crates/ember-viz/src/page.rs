@@ -68,14 +68,19 @@ fn target(path: &Path) -> Result<(&Path, String), VizError> {
         problem,
     };
     if path.is_dir() {
-        return Err(fail("it is a directory; give a file name, such as page.html inside it".into()));
+        return Err(fail(
+            "it is a directory; give a file name, such as page.html inside it".into(),
+        ));
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        return Err(fail(format!("the directory {} does not exist; create it first", dir.display())));
+        return Err(fail(format!(
+            "the directory {} does not exist; create it first",
+            dir.display()
+        )));
     }
     let name = path.file_name().ok_or_else(|| fail("the path names no file".into()))?;
     Ok((dir, name.to_string_lossy().into_owned()))
@@ -129,7 +134,9 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let err = write_atomic(dir.path(), b"x").unwrap_err().to_string();
         assert!(err.contains("is a directory"), "{err}");
-        let err = write_atomic(&dir.path().join("missing/page.html"), b"x").unwrap_err().to_string();
+        let err = write_atomic(&dir.path().join("missing/page.html"), b"x")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not exist"), "{err}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
     }

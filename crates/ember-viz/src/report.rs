@@ -98,9 +98,9 @@ impl ReportPage {
     pub fn html(&self) -> String {
         let data = json!({ "runs": self.runs, "made": self.made, "refresh": self.refresh });
         let names: Vec<&str> = self.runs.iter().map(|r| r.name.as_str()).collect();
-        let refresh = self
-            .refresh
-            .map_or(String::new(), |s| format!("<meta http-equiv=\"refresh\" content=\"{s}\">"));
+        let refresh = self.refresh.map_or(String::new(), |s| {
+            format!("<meta http-equiv=\"refresh\" content=\"{s}\">")
+        });
         page::fill(
             TEMPLATE,
             &[
@@ -142,7 +142,11 @@ impl ReportPage {
             let panels = body.split_evenly((2, 2));
             type Get = fn(&Point) -> Option<f64>;
             let specs: [(&str, Get, bool); 4] = [
-                ("loss (nats/token): train, validation as points", |p| Some(p.train_loss), false),
+                (
+                    "loss (nats/token): train, validation as points",
+                    |p| Some(p.train_loss),
+                    false,
+                ),
                 ("learning rate", |p| Some(p.lr), false),
                 ("gradient norm before clipping", |p| Some(p.grad_norm), true),
                 ("tokens per second", |p| Some(p.tokens_per_s), false),
@@ -211,7 +215,10 @@ impl ReportPage {
                         .label(run.name.clone())
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style(i).stroke_width(2)));
                     if name.starts_with("loss") {
-                        let val = run.metrics.iter().filter_map(|p| p.val_loss.map(|v| (p.step as f64, v)));
+                        let val = run
+                            .metrics
+                            .iter()
+                            .filter_map(|p| p.val_loss.map(|v| (p.step as f64, v)));
                         chart.draw_series(val.map(|p| Circle::new(p, 4, style(i).filled())))?;
                     }
                 }
@@ -288,12 +295,25 @@ mod tests {
             status: "finished".into(),
             config: "[model]\nn_layer = 2\n".into(),
             metrics,
-            best: Some(Best { step: 50, val_loss: 0.7 }),
-            sample: Some(Sample { step: 50, how: "greedy".into(), text: "</script> hello".into() }),
+            best: Some(Best {
+                step: 50,
+                val_loss: 0.7,
+            }),
+            sample: Some(Sample {
+                step: 50,
+                how: "greedy".into(),
+                text: "</script> hello".into(),
+            }),
             sample_note: None,
         };
         ReportPage {
-            runs: vec![run.clone(), RunView { name: "runs/b".into(), ..run }],
+            runs: vec![
+                run.clone(),
+                RunView {
+                    name: "runs/b".into(),
+                    ..run
+                },
+            ],
             made: "now".into(),
             refresh: Some(30),
         }
@@ -303,7 +323,10 @@ mod tests {
     fn the_page_is_self_contained() {
         let html = page().html();
         assert!(!html.contains("{{"), "unfilled placeholder");
-        assert!(!html.contains(" src=") && !html.contains("href=\"http"), "fetches nothing");
+        assert!(
+            !html.contains(" src=") && !html.contains("href=\"http"),
+            "fetches nothing"
+        );
         assert!(!html.contains("</script> hello"), "data cannot end the script");
         assert!(html.contains("http-equiv=\"refresh\" content=\"30\""));
     }

@@ -178,7 +178,10 @@ mod tests {
         assert_eq!(CharTokenizer::from_hf(&value), Some(t));
         // A real BPE tokenizer is not mistaken for a character-level one.
         let bpe = crate::tokenizer::BpeTokenizer::train(&"the cat sat on the mat\n".repeat(30), 270).unwrap();
-        assert_eq!(CharTokenizer::from_hf(&serde_json::from_str(&bpe.to_json()).unwrap()), None);
+        assert_eq!(
+            CharTokenizer::from_hf(&serde_json::from_str(&bpe.to_json()).unwrap()),
+            None
+        );
     }
 
     #[test]

@@ -255,9 +255,24 @@ pub(super) unsafe fn head_forward(
             }
             // S = Q Kᵀ  [rows, n − lo], from key lo: rows tk apart from p + lo
             let p_lo = p.add(lo);
-            product((rows, n - lo, d), (p_lo, tk), false, q.rows_from(r0), kt.cols_from(lo), Span::Keys(rel));
+            product(
+                (rows, n - lo, d),
+                (p_lo, tk),
+                false,
+                q.rows_from(r0),
+                kt.cols_from(lo),
+                Span::Keys(rel),
+            );
             let p_rows = std::slice::from_raw_parts_mut(p_lo, rows * tk - lo);
-            softmax_rows(p_rows, &bias[r0 * tk + lo..(r0 + rows) * tk], tk, rel, n - lo, scale, keep);
+            softmax_rows(
+                p_rows,
+                &bias[r0 * tk + lo..(r0 + rows) * tk],
+                tk,
+                rel,
+                n - lo,
+                scale,
+                keep,
+            );
             // O = P V  [rows, dv], over keys lo..n
             let pm = Mat::of(p_lo, tk as isize, 1);
             product(
@@ -342,7 +357,15 @@ unsafe fn few_queries_forward(
         // S = Q Kᵀ  [rows, n − lo], from key lo
         let p_lo = p.add(lo);
         let k_lo = k.row_ptr(lo);
-        gemm_product((rows, n - lo, d), p_lo, tk as isize, q.ptr, (q.rs, q.cs), k_lo, (k.cs, k.rs));
+        gemm_product(
+            (rows, n - lo, d),
+            p_lo,
+            tk as isize,
+            q.ptr,
+            (q.rs, q.cs),
+            k_lo,
+            (k.cs, k.rs),
+        );
         let p_rows = std::slice::from_raw_parts_mut(p_lo, rows * tk - lo);
         softmax_rows(p_rows, &bias[lo..rows * tk], tk, rel, n - lo, scale, keep);
         // O = P V  [rows, dv], over keys lo..n

@@ -89,7 +89,11 @@ impl KvCache {
         };
         let (room_k, room_v) = (at(room_k, keys), at(room_v, values));
         self.put_back(room_k.clone(), room_v.clone(), seq);
-        (room_k.narrow(2, 0, held + seq), room_v.narrow(2, 0, held + seq), self.first)
+        (
+            room_k.narrow(2, 0, held + seq),
+            room_v.narrow(2, 0, held + seq),
+            self.first,
+        )
     }
 
     /// Takes the key and value buffers out of the cache, with room for `seq` more positions
@@ -123,10 +127,9 @@ impl KvCache {
             let [batch, heads, _, d_head] = new;
             let room = Tensor::zeros([batch, heads, capacity, d_head], (device, dtype));
             match old {
-                Some(old) if kept > 0 => room.slice_assign(
-                    [0..batch, 0..heads, 0..kept, 0..d_head],
-                    old.narrow(2, dropped, kept),
-                ),
+                Some(old) if kept > 0 => {
+                    room.slice_assign([0..batch, 0..heads, 0..kept, 0..d_head], old.narrow(2, dropped, kept))
+                }
                 _ => room,
             }
         };

@@ -83,9 +83,14 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, state: Option<&mut Li
     let chunk_z = fk.sum_dim(3); // Σ φ(k) per chunk: [batch, heads, chunks, 1, d]
     let (kv_before, z_before) = (exclusive_cumsum(chunk_kv.clone()), exclusive_cumsum(chunk_z.clone()));
     let (kv_before, z_before) = match &state {
-        Some(LinearState { kv: Some(kv), z: Some(z), .. }) => {
-            (kv_before + kv.clone().unsqueeze_dim(2), z_before + z.clone().unsqueeze_dim(2))
-        }
+        Some(LinearState {
+            kv: Some(kv),
+            z: Some(z),
+            ..
+        }) => (
+            kv_before + kv.clone().unsqueeze_dim(2),
+            z_before + z.clone().unsqueeze_dim(2),
+        ),
         _ => (kv_before, z_before),
     };
     let num = num + fq.clone().matmul(kv_before.clone()); // [batch, heads, chunks, CHUNK, d]

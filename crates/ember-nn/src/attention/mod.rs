@@ -17,8 +17,12 @@
 //! - positions: RoPE, ALiBi or none, with what every layer shares ([`tables`]).
 //!
 //! For generation, [`kv_cache`] keeps each layer's past keys and values (bounded by the window
-//! for a sliding window), and linear attention keeps its running sums instead.
+//! for a sliding window), and linear attention keeps its running sums instead ([`cache`]).
+//! The fused CPU kernel that computes the whole layer in one operation sits behind one call at
+//! the top of `forward`, in `fused.rs`.
 
+pub mod cache;
+pub(crate) mod fused;
 pub mod kv_cache;
 pub mod linear;
 pub mod mask;
@@ -26,6 +30,7 @@ pub mod sdpa;
 pub mod tables;
 pub mod window;
 
+pub use cache::AttentionCache;
 pub use kv_cache::KvCache;
 pub use linear::LinearState;
 pub use mask::AttentionMask;
@@ -93,27 +98,6 @@ pub struct CausalSelfAttention {
     pub kind: AttentionKind,
 }
 
-/// What one attention layer remembers between generation steps.
-#[derive(Debug, Clone, Default)]
-pub struct AttentionCache {
-    /// Past keys and values (softmax attention).
-    pub kv: KvCache,
-    /// Running sums (linear attention).
-    pub state: LinearState,
-}
-
-impl AttentionCache {
-    /// Positions seen.
-    pub fn len(&self) -> usize {
-        self.kv.len().max(self.state.len())
-    }
-
-    /// Whether no position is seen yet.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 impl CausalSelfAttentionConfig {
     /// Creates the layer. Panics on inconsistent sizes; the model config reports those to
     /// users first.
@@ -145,7 +129,7 @@ impl CausalSelfAttention {
     /// # Shapes
     /// - x: `[batch, seq, d_model]` → `[batch, seq, d_model]`
     pub fn forward(&self, x: Tensor<3>, tables: &AttentionTables, mut cache: Option<&mut AttentionCache>) -> Tensor<3> {
-        if let Some(y) = fused::forward(self, &x, tables, cache.as_deref_mut()) {
+        if let Some(y) = fused::self_attention(self, &x, tables, cache.as_deref_mut()) {
             return y; // everything below, as one CPU kernel
         }
         let [batch, seq, d_model] = x.dims();
@@ -178,40 +162,6 @@ impl CausalSelfAttention {
         self.proj.forward(y)
     }
 
-    /// [`forward`](Self::forward) over a whole sequence (no cache, no dropout), also returning
-    /// the attention weights the layer used: the softmax rows, or linear attention's implied
-    /// weights.
-    ///
-    /// # Shapes
-    /// - x: `[batch, seq, d_model]` → (`[batch, seq, d_model]`, `[batch, n_heads, seq, seq]`)
-    pub fn forward_with_weights(&self, x: Tensor<3>, tables: &AttentionTables) -> (Tensor<3>, Tensor<4>) {
-        if let Some(out) = fused::forward_with_weights(self, &x, tables) {
-            return out;
-        }
-        let [batch, seq, d_model] = x.dims();
-        let (q, k, v) = self.split_heads(self.qkv.forward(x));
-        let (q, k) = tables.rotate(q, k, 0);
-        let (k, v) = (self.share(k), self.share(v));
-        let (y, weights) = match self.kind {
-            AttentionKind::Softmax(mask) => sdpa::with_weights(q, k, v, tables.bias(mask, 0, seq, 0)),
-            AttentionKind::Linear => (linear::attention(q.clone(), k.clone(), v, None), linear::weights(q, k)),
-        };
-        let y = y.swap_dims(1, 2).reshape([batch, seq, d_model]);
-        (self.proj.forward(y), weights)
-    }
-
-    /// An empty cache for this layer (bounded by the window for a sliding window).
-    pub fn new_cache(&self) -> AttentionCache {
-        let kv = match self.kind {
-            AttentionKind::Softmax(AttentionMask::SlidingWindow { window }) => KvCache::bounded(window - 1),
-            _ => KvCache::new(),
-        };
-        AttentionCache {
-            kv,
-            state: LinearState::default(),
-        }
-    }
-
     /// Width of one head.
     pub fn d_head(&self) -> usize {
         self.proj.weight.dims()[0] / self.n_heads
@@ -222,7 +172,7 @@ impl CausalSelfAttention {
     /// # Shapes
     /// - qkv: `[batch, seq, (n_heads + 2·n_kv_heads)·d_head]`
     /// - returns q `[batch, n_heads, seq, d_head]`, k and v `[batch, n_kv_heads, seq, d_head]`
-    fn split_heads(&self, qkv: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    pub(crate) fn split_heads(&self, qkv: Tensor<3>) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         let [batch, seq, _] = qkv.dims();
         let (h, kv, d) = (self.n_heads, self.n_kv_heads, self.d_head());
         let heads = |from: usize, n: usize| {
@@ -239,7 +189,7 @@ impl CausalSelfAttention {
     ///
     /// # Shapes
     /// - t: `[batch, n_kv_heads, seq, d_head]` → `[batch, n_heads, seq, d_head]`
-    fn share(&self, t: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn share(&self, t: Tensor<4>) -> Tensor<4> {
         let group = self.n_heads / self.n_kv_heads;
         if group == 1 {
             return t;
@@ -248,81 +198,6 @@ impl CausalSelfAttention {
         t.unsqueeze_dim::<5>(2) // [batch, n_kv_heads, 1, seq, d_head]
             .repeat_dim(2, group)
             .reshape([batch, kv * group, seq, d])
-    }
-}
-
-/// The layer's forward pass as one fused CPU kernel (`ember_kernels::self_attention`: the head
-/// split, RoPE, attention and the head merge in one operation with one backward pass), where
-/// it serves: f32 on flex, softmax attention with a mask shared by the heads, RoPE over whole
-/// heads, one key/value head per query head, no dropout on the weights, and with a cache only
-/// outside autodiff. `ember-kernels`' tests compare it with the composition.
-mod fused {
-    use super::*;
-    use crate::rope::RotaryEncoding;
-
-    fn serves<'a>(
-        layer: &CausalSelfAttention,
-        x: &Tensor<3>,
-        tables: &'a AttentionTables,
-        cached: bool,
-    ) -> Option<(AttentionMask, &'a RotaryEncoding)> {
-        let AttentionKind::Softmax(mask) = layer.kind else {
-            return None;
-        };
-        let rope = tables.rope.as_ref().filter(|rope| rope.is_full())?;
-        let serves = ember_kernels::fused(x)
-            && layer.n_kv_heads == layer.n_heads
-            && !sdpa::dropout_active(&layer.attn_dropout, x)
-            && !(cached && x.device().is_autodiff());
-        serves.then_some((mask, rope))
-    }
-
-    pub(super) fn forward(
-        layer: &CausalSelfAttention,
-        x: &Tensor<3>,
-        tables: &AttentionTables,
-        cache: Option<&mut AttentionCache>,
-    ) -> Option<Tensor<3>> {
-        let (mask, rope) = serves(layer, x, tables, cache.is_some())?;
-        let [batch, seq, _] = x.dims();
-        let (heads, d_head) = (layer.n_heads, layer.d_head());
-        let scale = 1.0 / (d_head as f64).sqrt();
-        let qkv = layer.qkv.forward(x.clone()); // [batch, seq, 3·d_model]
-        let y = match cache {
-            None => {
-                let (cos, sin) = rope.tables(0, seq); // [seq, d_head] each
-                let bias = tables.bias(mask, 0, seq, 0).squeeze_dim::<2>(0); // [seq, seq]
-                ember_kernels::self_attention(qkv, cos, sin, bias, heads, scale)
-            }
-            Some(cache) => {
-                // The kernel writes this step's keys and values into the cache's buffers.
-                let past = cache.kv.len();
-                let room = cache.kv.take_room([batch, heads, seq, d_head], qkv.dtype(), &qkv.device());
-                let first = cache.kv.first();
-                let (cos, sin) = rope.tables(past, seq);
-                let bias = tables.bias(mask, past, seq, first).squeeze_dim::<2>(0); // [seq, past + seq − first]
-                let (y, keys, values) =
-                    ember_kernels::cached_self_attention(qkv, cos, sin, room, bias, past - first, heads, scale);
-                cache.kv.put_back(keys, values, seq);
-                y
-            }
-        }; // [batch, seq, d_model]
-        Some(layer.proj.forward(y))
-    }
-
-    pub(super) fn forward_with_weights(
-        layer: &CausalSelfAttention,
-        x: &Tensor<3>,
-        tables: &AttentionTables,
-    ) -> Option<(Tensor<3>, Tensor<4>)> {
-        let (mask, rope) = serves(layer, x, tables, false)?;
-        let seq = x.dims()[1];
-        let scale = 1.0 / (layer.d_head() as f64).sqrt();
-        let (cos, sin) = rope.tables(0, seq);
-        let bias = tables.bias(mask, 0, seq, 0).squeeze_dim::<2>(0);
-        let qkv = layer.qkv.forward(x.clone());
-        let (y, weights) = ember_kernels::self_attention_with_weights(qkv, cos, sin, bias, layer.n_heads, scale);
-        Some((layer.proj.forward(y), weights))
     }
 }
 

@@ -1,8 +1,9 @@
 //! Scaled dot-product attention: `softmax(Q Kᵀ / √d_head + bias) V`.
 //!
 //! The composition below materialises the `[seq, keys]` score matrix of every head. On the
-//! flex CPU backend a fused kernel computes the same numbers head by head (see [`fused`] at the
-//! bottom); `ember-kernels`' tests compare the two, values and gradients.
+//! flex CPU backend a fused kernel computes the same numbers head by head, and on GPU backends
+//! Burn's fused attention serves evaluation and generation (`fused.rs`); tests compare them
+//! with the composition, values and gradients.
 
 use burn::nn::Dropout;
 use burn::tensor::Tensor;
@@ -27,7 +28,7 @@ pub fn scaled_dot_product_attention(
     bias: Tensor<3>,
     dropout: &Dropout,
 ) -> Tensor<4> {
-    match fused::attention(&q, &k, &v, &bias, dropout) {
+    match super::fused::attention(&q, &k, &v, &bias, dropout) {
         Some(y) => y, // the composition below, as one CPU kernel
         None => composition(q, k, v, bias, dropout),
     }
@@ -50,7 +51,7 @@ pub fn composition(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>, dr
 /// # Shapes
 /// - as [`scaled_dot_product_attention`]; weights `[batch, n_heads, seq, keys]`
 pub fn with_weights(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-    if let Some(out) = fused::attention_with_weights(&q, &k, &v, &bias) {
+    if let Some(out) = super::fused::attention_with_weights(&q, &k, &v, &bias) {
         return out;
     }
     let (scores, scale) = (q.clone().matmul(k.swap_dims(2, 3)), scale(&q));
@@ -59,7 +60,7 @@ pub fn with_weights(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>) -
 }
 
 /// `1 / √d_head`.
-fn scale(q: &Tensor<4>) -> f64 {
+pub(crate) fn scale(q: &Tensor<4>) -> f64 {
     1.0 / (q.dims()[3] as f64).sqrt()
 }
 
@@ -76,53 +77,6 @@ pub(crate) fn softmax_weights(scores: Tensor<4>, scale: f64, bias: Tensor<3>) ->
 /// Whether `dropout` would change its input here (training, on an autodiff device, p > 0).
 pub(crate) fn dropout_active<const D: usize>(dropout: &Dropout, x: &Tensor<D>) -> bool {
     dropout.prob > 0.0 && dropout.training.is_enabled() && x.device().is_autodiff()
-}
-
-/// The fused kernels for the composition above, where they serve, all with a mask shared by the
-/// heads (no ALiBi): ember's CPU kernels (f32 on flex), and on GPU backends outside autodiff
-/// (evaluation, generation) Burn's fused attention.
-mod fused {
-    use super::*;
-
-    /// The mask bias as `[seq, keys]`, where a kernel serves these operands.
-    fn shared_bias(q: &Tensor<4>, bias: &Tensor<3>) -> Option<Tensor<2>> {
-        (ember_kernels::fused(q) && bias.dims()[0] == 1).then(|| bias.clone().squeeze_dim::<2>(0))
-    }
-
-    pub(super) fn attention(
-        q: &Tensor<4>,
-        k: &Tensor<4>,
-        v: &Tensor<4>,
-        bias: &Tensor<3>,
-        dropout: &Dropout,
-    ) -> Option<Tensor<4>> {
-        if bias.dims()[0] == 1 && !dropout_active(dropout, q) {
-            let shared = bias.clone().squeeze_dim::<2>(0);
-            if let Some(y) = ember_kernels::flash_attention(q, k, v, &shared) {
-                return Some(y);
-            }
-        }
-        let shared = shared_bias(q, bias)?;
-        let scale = scale(q);
-        let (q, k, v) = (q.clone(), k.clone(), v.clone());
-        if !dropout_active(dropout, &q) {
-            return Some(ember_kernels::attention(q, k, v, shared, scale)); // all of it, fused
-        }
-        // With dropout on the weights: the products and the softmax as kernels, dropout between.
-        let scores = ember_kernels::matmul(q, k.swap_dims(2, 3));
-        let weights = dropout.forward(ember_kernels::softmax(scores, shared, scale));
-        Some(ember_kernels::matmul(weights, v))
-    }
-
-    pub(super) fn attention_with_weights(
-        q: &Tensor<4>,
-        k: &Tensor<4>,
-        v: &Tensor<4>,
-        bias: &Tensor<3>,
-    ) -> Option<(Tensor<4>, Tensor<4>)> {
-        let shared = shared_bias(q, bias)?;
-        Some(ember_kernels::attention_with_weights(q.clone(), k.clone(), v.clone(), shared, scale(q)))
-    }
 }
 
 #[cfg(test)]

@@ -38,10 +38,22 @@ impl Variant {
             Self::of(window(3)),
             Self::of(AttentionKind::Linear),
             Self { n_kv_heads: 1, ..base },
-            Self { n_kv_heads: 1, ..Self::of(window(3)) },
-            Self { position: Position::Alibi, ..base },
-            Self { position: Position::Alibi, ..Self::of(window(3)) },
-            Self { position: Position::None, ..base },
+            Self {
+                n_kv_heads: 1,
+                ..Self::of(window(3))
+            },
+            Self {
+                position: Position::Alibi,
+                ..base
+            },
+            Self {
+                position: Position::Alibi,
+                ..Self::of(window(3))
+            },
+            Self {
+                position: Position::None,
+                ..base
+            },
             Self { rot_dims: 2, ..base },
         ]
     }
@@ -103,7 +115,10 @@ fn later_tokens_do_not_change_earlier_outputs() {
         }
         let (a, b) = (run(variant, &x, 6, &device()), run(variant, &changed, 6, &device()));
         assert_close(&b[..4 * D_MODEL], &a[..4 * D_MODEL], 0.0);
-        assert!(a[4 * D_MODEL..5 * D_MODEL] != b[4 * D_MODEL..5 * D_MODEL], "{variant:?}");
+        assert!(
+            a[4 * D_MODEL..5 * D_MODEL] != b[4 * D_MODEL..5 * D_MODEL],
+            "{variant:?}"
+        );
     }
 }
 
@@ -202,7 +217,10 @@ fn weights_are_causal_rows_that_sum_to_one_and_give_the_output() {
             for (r, row) in w.chunks(seq).enumerate() {
                 let t = r % seq;
                 assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{variant:?} row {r}");
-                assert!(row[t + 1..].iter().all(|&p| p == 0.0), "{variant:?}: row {t} sees the future");
+                assert!(
+                    row[t + 1..].iter().all(|&p| p == 0.0),
+                    "{variant:?}: row {t} sees the future"
+                );
                 if let AttentionKind::Softmax(AttentionMask::SlidingWindow { window }) = variant.kind {
                     let oldest = (t + 1).saturating_sub(window);
                     assert!(row[..oldest].iter().all(|&p| p == 0.0), "row {t} sees past the window");

@@ -110,14 +110,20 @@ mod tests {
     #[test]
     fn the_band_gives_the_full_masked_softmax() {
         let dropout = DropoutConfig::new(0.0).init();
-        for (seq, window, position) in [(20, 4, Position::Rope), (23, 5, Position::Rope), (9, 3, Position::Alibi), (6, 6, Position::Rope)] {
+        for (seq, window, position) in [
+            (20, 4, Position::Rope),
+            (23, 5, Position::Rope),
+            (9, 3, Position::Alibi),
+            (6, 6, Position::Rope),
+        ] {
             let tables = AttentionTablesConfig::new(32, 3, 4)
                 .with_window(Some(window))
                 .with_position(position)
                 .init(&device());
             let (q, k, v) = (random(seq, 1), random(seq, 2), random(seq, 3));
             let mask = AttentionMask::SlidingWindow { window };
-            let full = scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), tables.bias(mask, 0, seq, 0), &dropout);
+            let full =
+                scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), tables.bias(mask, 0, seq, 0), &dropout);
             let banded = attention(q, k, v, tables.band.as_ref().unwrap(), tables.alibi.as_ref(), &dropout);
             assert_close(&values(&banded), &values(&full), 1e-5);
         }

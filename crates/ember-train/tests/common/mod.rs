@@ -2,7 +2,6 @@
 //! model of `data/golden.json` (vocab 11, 2 layers, 2 heads, d_model 8, context 6, batch 2).
 #![allow(dead_code)] // each test binary uses some of them
 
-
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -72,7 +71,6 @@ pub fn assert_close(what: &str, actual: &[f32], expected: &[f32], tol: f32) {
         .fold(0.0f32, f32::max);
     assert!(worst <= tol, "{what}: max |difference| {worst:e} exceeds {tol:e}");
 }
-
 
 /// The golden model's config (the reference's architecture: causal attention, RoPE).
 pub fn golden_config(g: &Value) -> GptConfig {
