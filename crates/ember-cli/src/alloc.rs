@@ -22,7 +22,8 @@ fn add(bytes: isize) {
 }
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counting touches
-// only atomics, never the memory.
+// only atomics, never the memory. Each method's safety contract is `GlobalAlloc`'s own,
+// passed on to `System` as it stands.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract for `alloc`, passed on.

@@ -22,34 +22,34 @@ pub struct BenchArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     /// Vocabulary size of the random tokens.
-    #[arg(long, default_value_t = 65)]
+    #[arg(long, default_value_t = 65, allow_negative_numbers = true)]
     vocab: usize,
     /// Untimed warm-up steps.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     warmup: usize,
     /// Timed steps, at least.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
     steps: usize,
     /// Keep timing until this many seconds have passed.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true)]
     min_seconds: f64,
     /// Stop timing after this many seconds (once two steps are done).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, allow_negative_numbers = true)]
     max_seconds: f64,
     /// The fp32 matrix-multiply peak for MFU, in GFLOP/s (default: measured on the device: with
     /// CPU shards, every shard's thread multiplying its own 1024×1024 matrices at once, as
     /// training uses the cores; otherwise one 2048×2048 product).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     peak_gflops: Option<f64>,
     /// Benchmark generation instead: tokens/s with and without the KV cache.
     #[arg(long)]
     generate: bool,
     /// With --generate: tokens to generate.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, allow_negative_numbers = true)]
     new_tokens: usize,
     /// With --generate: rounds, each generating once with the cache and once without; the
     /// medians are reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     rounds: usize,
     /// Benchmark attention instead: forward + backward time and peak memory of each variant's
     /// attention (full, sliding window, linear; composition and fused kernel) against the
@@ -64,20 +64,20 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',')]
     variants: Vec<String>,
     /// With --attention: the sliding window's positions.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, allow_negative_numbers = true)]
     window: usize,
     /// With --attention: heads.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, allow_negative_numbers = true)]
     heads: usize,
     /// With --attention: width of a head.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
     d_head: usize,
     /// With --attention: sequences per pass.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     batch: usize,
     /// With --attention: seconds of repeats per measurement (3 repeats at least; the median
     /// is reported).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     seconds_per_point: f64,
     /// With --attention: also draw the time and memory curves into this PNG.
     #[arg(long)]
@@ -87,7 +87,7 @@ pub struct BenchArgs {
     json: bool,
     /// On a CPU device, split every batch into this many groups of sequences, each on its own
     /// thread (default: as `ember train` chooses; 1: off).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
     cpu_shards: Option<usize>,
     /// Where to run: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (an `ember serve`).
     #[arg(long, default_value = "cpu")]

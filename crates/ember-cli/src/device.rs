@@ -5,6 +5,11 @@ use burn::tensor::Device;
 use ember_train::parallel::Reduce;
 use ember_train::shards::Shards;
 
+/// The environment variable that holds the token an `ember serve` asks for and a client
+/// presents.
+#[cfg(feature = "remote")]
+pub const TOKEN_VAR: &str = "EMBER_REMOTE_TOKEN";
+
 /// The backends `--device` accepts.
 pub const CHOICES: &str = "cpu, flex, ndarray, wgpu, cuda, cuda:N, ws://HOST:PORT";
 
@@ -128,13 +133,13 @@ fn remote(url: &str) -> Result<Device> {
     use anyhow::Context;
     use burn::tensor::remote::RemoteHost;
     let mut host = RemoteHost::websocket(url);
-    if let Ok(token) = std::env::var(crate::serve::TOKEN_VAR) {
+    if let Ok(token) = std::env::var(TOKEN_VAR) {
         host = host.with_credential(token);
     }
     Device::remote_options(&host).init().with_context(|| {
         format!(
             "cannot connect to {url}: is `ember serve` running there, and is the token in ${} right?",
-            crate::serve::TOKEN_VAR
+            TOKEN_VAR
         )
     })
 }

@@ -27,12 +27,12 @@ pub struct EvalArgs {
     #[arg(long)]
     json: bool,
     /// Windows evaluated together.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true)]
     batch_size: usize,
     /// Positions each window moves on by (default: the context length, windows that do not
     /// overlap). Smaller: overlapping windows, each scoring its last STRIDE tokens, so that
     /// every token is predicted with at least (context − STRIDE) tokens before it.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     stride: Option<usize>,
     /// Where to run: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT (an `ember serve`).
     #[arg(long, default_value = "cpu")]

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use ember_data::{BatchSampler, DataConfig};
 use ember_train::checkpoint::{self, TrainingState};
-use ember_train::trainer::load_model;
+use ember_train::state::load_model;
 use ember_train::{RunConfig, TrainConfig, hf, run_dir};
 
 /// Import a Hugging Face GPT-NeoX model (Pythia and the like) as a run directory that `ember

@@ -73,11 +73,12 @@ pub fn run(args: InfoArgs) -> Result<()> {
         (flops as f64 * tokens_per_step as f64 * t.max_steps as f64) / 1e15
     );
     println!(
-        "memory      ≈ {:.1} MiB (weights, gradients, AdamW moments {:.1} MiB + activations {:.1} MiB at batch {})",
+        "memory      ≈ {:.1} MiB (weights, gradients, AdamW moments {:.1} MiB + activations {:.1} MiB at batch {} + mask and RoPE tables {:.1} MiB)",
         mib(mem.total()),
         mib(mem.params_grads_optimizer),
         mib(mem.activations),
-        t.batch_size
+        t.batch_size,
+        mib(mem.tables)
     );
     Ok(())
 }

@@ -76,6 +76,10 @@ fn main() -> ExitCode {
     keep_freed_memory();
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    if let Err(message) = ember_kernels::check_environment() {
+        eprintln!("error: {message}");
+        return ExitCode::FAILURE;
+    }
     // The command runs on a thread of the compute pool (the kernels' and Burn's): a parallel
     // operation then starts on the thread that asks for it, with the other threads joining,
     // instead of waking a pool thread while the asking one sleeps. Worth about 10% of a small
@@ -97,10 +101,26 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: ember's errors already name their
+/// source in their own message, which the chain would repeat.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
 }
 
 /// Training frees and re-allocates tensors of the same sizes at every step. By default glibc

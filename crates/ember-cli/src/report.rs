@@ -31,13 +31,13 @@ pub struct ReportArgs {
     #[arg(long)]
     png: Option<PathBuf>,
     /// Tokens of the sample from each run's latest checkpoint (0: no sample).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, allow_negative_numbers = true)]
     sample_tokens: usize,
     /// Text the samples continue.
     #[arg(long, default_value = "\n")]
     prompt: String,
     /// Write the page again every SECONDS until interrupted; the page reloads itself as often.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
     watch: Option<u64>,
     /// Where to run the sample: cpu, flex, ndarray, wgpu, cuda[:N] or ws://HOST:PORT.
     #[arg(long, default_value = "cpu")]
@@ -95,13 +95,14 @@ pub fn run(args: ReportArgs) -> Result<()> {
 
 fn run_view(dir: &Path, args: &ReportArgs, device: &burn::tensor::Device) -> Result<RunView> {
     let config_path = run_dir::config_path(dir);
-    let config_text = std::fs::read_to_string(&config_path).map_err(|e| {
-        anyhow::anyhow!(
-            "reading {}: {e}; is {} a run directory?",
-            config_path.display(),
-            dir.display()
-        )
-    })?;
+    let config_text =
+        ember_data::files::read_regular_text(&config_path, ember_data::files::limit::CONFIG).map_err(|e| {
+            anyhow::anyhow!(
+                "reading {}: {e}; is {} a run directory?",
+                config_path.display(),
+                dir.display()
+            )
+        })?;
     let config = RunConfig::parse(&config_text, &[], &config_path.display().to_string())?;
     let metrics_path = run_dir::metrics_path(dir);
     let records = if metrics_path.exists() {

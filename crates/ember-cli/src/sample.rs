@@ -24,19 +24,19 @@ pub struct SampleArgs {
     #[arg(long, default_value = "\n")]
     prompt: String,
     /// Tokens to generate.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
     max_new_tokens: usize,
     /// Softmax temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temperature: f64,
     /// Keep only the K most likely tokens.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_k: Option<usize>,
     /// Keep the smallest set of tokens whose probability reaches P (nucleus sampling).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f64>,
     /// Seed of the sampling.
-    #[arg(long, default_value_t = 1337)]
+    #[arg(long, default_value_t = 1337, allow_negative_numbers = true)]
     seed: u64,
     /// Recompute the whole context at every step instead of using the KV cache.
     #[arg(long)]

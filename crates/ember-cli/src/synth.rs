@@ -29,32 +29,32 @@ pub struct SynthArgs {
     #[arg(long)]
     out: PathBuf,
     /// Characters to write, about (whole lines).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, allow_negative_numbers = true)]
     chars: usize,
     /// Seed of the draws.
-    #[arg(long, default_value_t = 1337)]
+    #[arg(long, default_value_t = 1337, allow_negative_numbers = true)]
     seed: u64,
     /// copy: letters per half line (the copy distance is LENGTH + 1).
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 24, allow_negative_numbers = true)]
     length: usize,
     /// copy, markov: letters to draw from.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     alphabet: Option<usize>,
     /// recall: key–value pairs per line.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
     pairs: usize,
     /// recall: letters the keys are drawn from.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, allow_negative_numbers = true)]
     keys: usize,
     /// recall: digits the values are drawn from.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
     values: usize,
     /// markov: symbols of context the next one depends on.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     order: usize,
     /// markov: Dirichlet concentration of the transition probabilities (small: nearly
     /// deterministic; large: nearly uniform).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, allow_negative_numbers = true)]
     alpha: f64,
 }
 

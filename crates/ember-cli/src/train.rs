@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use ember_train::trainer::{EvalReport, StepReport};
+use ember_train::observer::{EvalReport, StepReport};
 use ember_train::{Observer, Outcome, RunConfig, Selector, Trainer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -44,11 +44,11 @@ pub struct TrainArgs {
     /// On a CPU device, split every batch into this many groups of sequences, each trained on
     /// its own thread (default: one per thread, $RAYON_NUM_THREADS or the core count, for
     /// models large enough to gain from it; 1: off).
-    #[arg(long, value_name = "K", conflicts_with = "devices")]
+    #[arg(long, value_name = "K", conflicts_with = "devices", allow_negative_numbers = true)]
     cpu_shards: Option<usize>,
     /// Stop after this step with a checkpoint, as an interruption would; the learning-rate
     /// schedule still spans train.max_steps. For jobs with a time slot.
-    #[arg(long, value_name = "STEP")]
+    #[arg(long, value_name = "STEP", allow_negative_numbers = true)]
     until_step: Option<u64>,
 }
 

@@ -122,16 +122,26 @@ fn train_eval_sample_end_to_end() {
 
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one_bit_for_bit() {
-    resumed_equals_straight(&[]);
+    resumed_equals_straight(&[], &[]);
 }
 
 #[test]
 fn a_resumed_sharded_run_equals_an_uninterrupted_one_bit_for_bit() {
     // batch 8 in 3 shards of 3, 3 and 2 sequences, each on its own thread
-    resumed_equals_straight(&["--cpu-shards", "3"]);
+    resumed_equals_straight(&["--cpu-shards", "3"], &["--cpu-shards", "3"]);
 }
 
-fn resumed_equals_straight(shards: &[&str]) {
+#[test]
+fn a_resumed_data_parallel_run_with_dropout_equals_an_uninterrupted_one_bit_for_bit() {
+    let devices = ["--devices", "cpu,cpu"];
+    let mut run = devices.to_vec();
+    run.extend(["--set", "model.dropout=0.2", "--set", "train.batch_size=8"]);
+    resumed_equals_straight(&run, &devices);
+}
+
+/// Trains 40 steps straight, and 20 + a resume to 40; `run` is given to both first runs,
+/// `resume` to the resume.
+fn resumed_equals_straight(run: &[&str], resume_with: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     nano_config(dir, "");
@@ -143,7 +153,7 @@ fn resumed_equals_straight(shards: &[&str]) {
         "--set",
         "train.eval_interval=10",
     ];
-    common.extend(shards);
+    common.extend(run);
     let mut straight = vec!["train", "--config", "nano.toml", "--out", "straight"];
     straight.extend(&common);
     ok(dir, &straight);
@@ -165,7 +175,7 @@ fn resumed_equals_straight(shards: &[&str]) {
     );
     assert_eq!(metrics(&dir.join("resumed")).len(), 20);
     let mut resume = vec!["train", "--resume", "resumed"];
-    resume.extend(shards);
+    resume.extend(resume_with);
     ok(dir, &resume);
 
     let (a, b) = (metrics(&dir.join("straight")), metrics(&dir.join("resumed")));
@@ -394,6 +404,29 @@ fn data_parallel_over_two_devices_equals_two_accumulated_micro_batches() {
     for (x, y) in a.iter().zip(&b) {
         let (lx, ly) = (x["train_loss"].as_f64().unwrap(), y["train_loss"].as_f64().unwrap());
         assert!((lx - ly).abs() < 1e-4, "step {}: {lx} vs {ly}", x["step"]);
+    }
+    // With dropout, replica r draws the masks of micro-batch r: the same two runs again.
+    let dropout = ["--set", "model.dropout=0.2"];
+    let mut dp_dropout = dp.clone();
+    dp_dropout.extend(dropout);
+    dp_dropout[4] = "dp-dropout";
+    ok(dir, &dp_dropout);
+    let mut acc_dropout = acc.clone();
+    acc_dropout.extend(dropout);
+    acc_dropout[4] = "acc-dropout";
+    ok(dir, &acc_dropout);
+    let (a, b) = (metrics(&dir.join("dp-dropout")), metrics(&dir.join("acc-dropout")));
+    assert_eq!(a.len(), 15);
+    for ((x, y), plain) in a.iter().zip(&b).zip(&metrics(&dir.join("dp"))) {
+        let (lx, ly) = (x["train_loss"].as_f64().unwrap(), y["train_loss"].as_f64().unwrap());
+        assert!((lx - ly).abs() < 1e-4, "dropout, step {}: {lx} vs {ly}", x["step"]);
+        let lp = plain["train_loss"].as_f64().unwrap();
+        // More than the tolerance of the equality above, at every step.
+        assert!(
+            (lx - lp).abs() > 2e-4,
+            "dropout changed too little at step {}: {lx} vs {lp}",
+            x["step"]
+        );
     }
     let line = fails(
         dir,

@@ -34,9 +34,10 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        // "ember serve: cpu on ws://0.0.0.0:PORT (Ctrl+C stops)"
+        // "ember serve: cpu on ws://127.0.0.1:PORT (…; unencrypted WebSocket: …)"
+        assert!(line.contains("unencrypted"), "{line}");
         let port = line
-            .split("ws://0.0.0.0:")
+            .split("ws://127.0.0.1:")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
@@ -147,5 +148,50 @@ fn a_server_that_is_not_running_is_a_clear_error() {
     assert!(
         !dir.join("none/checkpoints").exists(),
         "nothing trained, nothing written"
+    );
+}
+
+#[test]
+fn a_server_listens_on_this_machine_only_unless_told_and_then_needs_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let serve = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ember"));
+        cmd.args(["serve", "--device", "cpu", "--port", "0"])
+            .args(args)
+            .current_dir(dir)
+            .env_remove("EMBER_REMOTE_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    // The default: loopback, said so, with the warning about encryption.
+    let server = Server::start(dir, None);
+    assert!(server.url.starts_with("ws://127.0.0.1:"));
+    drop(server);
+    // Every interface without a token: refused, before anything listens.
+    for open in ["0.0.0.0", "::"] {
+        let o = serve(&["--bind", open]).output().unwrap();
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(
+            err.contains(&format!("--bind {open}")) && err.contains("--token"),
+            "{err}"
+        );
+    }
+    let o = serve(&["--bind", "example.org"]).output().unwrap();
+    assert!(stderr(&o).contains("not an IP address"), "{}", stderr(&o));
+    // With a token it listens on every interface and says a token is required.
+    let mut child = serve(&["--bind", "0.0.0.0", "--token", "t0ken"]).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains("ws://0.0.0.0:") && line.contains("token required") && line.contains("unencrypted"),
+        "{line}"
     );
 }

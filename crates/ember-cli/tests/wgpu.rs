@@ -16,11 +16,11 @@ use burn::module::Module;
 use burn::tensor::{Device, DeviceKind, Int, Tensor, TensorData};
 use ember_data::Batch;
 use ember_model::{GenerateOptions, Generator, GptConfig, Precision, Sampler};
+use ember_train::observer::{Observer, StepReport};
 use ember_train::optim::AdamW;
 use ember_train::optim::loss_scale::LossScale;
 use ember_train::params::{load_params, read_params};
 use ember_train::step::{StepSettings, optimizer_step};
-use ember_train::trainer::{Observer, StepReport};
 use ember_train::{RunConfig, Trainer};
 
 use common::*;
@@ -88,8 +88,7 @@ fn one_step(device: &Device, precision: Precision) -> (f64, f64, Vec<f32>) {
     let mut model = model;
     // With f16, the first steps may overflow at the initial loss scale and be skipped.
     for _ in 0..20 {
-        let (m, s) = optimizer_step(model, &mut opt, &[batch()], settings, scale.as_mut(), &ad).unwrap();
-        model = m;
+        let s = optimizer_step(&mut model, &mut opt, &[batch()], settings, scale.as_mut(), &ad).unwrap();
         if s.applied {
             return (
                 s.loss,
@@ -411,8 +410,8 @@ fn every_attention_variant_runs_on_wgpu_as_on_the_cpu() {
                 shards: None,
                 step: 1,
             };
-            let (_, s) =
-                optimizer_step(config.init(7, &ad).unwrap(), &mut opt, &[batch()], settings, None, &ad).unwrap();
+            let mut model = config.init(7, &ad).unwrap();
+            let s = optimizer_step(&mut model, &mut opt, &[batch()], settings, None, &ad).unwrap();
             (s.loss, s.grad_norm)
         };
         let ((lc, nc), (lg, ng)) = (step(&cpu), step(&gpu));

@@ -11,12 +11,17 @@ use crate::error::DataError;
 /// newline where a file does not end with one. Missing, empty, binary (NUL bytes) and
 /// non-UTF-8 input is rejected with an error naming the file.
 pub fn read_corpus(path: &Path) -> Result<String, DataError> {
-    if !path.exists() {
-        return Err(DataError::CorpusMissing {
-            path: path.to_path_buf(),
-        });
-    }
-    if path.is_dir() {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(DataError::CorpusMissing {
+                path: path.to_path_buf(),
+            });
+        }
+        // A symbolic-link loop, a permission problem: the system's words.
+        Err(e) => return Err(DataError::io("reading", path)(e)),
+    };
+    if meta.is_dir() {
         let mut files: Vec<PathBuf> = fs::read_dir(path)
             .map_err(DataError::io("listing", path))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -41,8 +46,17 @@ pub fn read_corpus(path: &Path) -> Result<String, DataError> {
     read_text_file(path)
 }
 
-/// Reads one file that must hold non-empty UTF-8 text.
+/// Reads one file that must hold non-empty UTF-8 text. Anything but a regular file (a FIFO,
+/// which could block forever; a device such as /dev/zero, which never ends) is refused before
+/// it is read.
 pub fn read_text_file(path: &Path) -> Result<String, DataError> {
+    let meta = fs::metadata(path).map_err(DataError::io("reading", path))?;
+    if !meta.is_file() {
+        return Err(DataError::CorpusNotFile {
+            path: path.to_path_buf(),
+            kind: crate::files::kind(&meta),
+        });
+    }
     let bytes = fs::read(path).map_err(DataError::io("reading", path))?;
     if bytes.is_empty() {
         return Err(DataError::CorpusEmpty {
@@ -107,5 +121,24 @@ mod tests {
         let sub = dir.path().join("sub");
         fs::create_dir(&sub).unwrap();
         assert!(read_corpus(&sub).unwrap_err().to_string().contains("no .txt files"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn refuses_devices_fifos_and_symlink_loops_without_reading_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let msg = read_corpus(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(msg.contains("is a character device, not a regular file"), "{msg}");
+        let fifo = dir.path().join("pipe.txt");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        let msg = read_corpus(&fifo).unwrap_err().to_string();
+        assert!(msg.contains("is a FIFO"), "{msg}");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        std::os::unix::fs::symlink(&a, &b).unwrap();
+        let msg = read_corpus(&a).unwrap_err().to_string();
+        assert!(msg.contains("symbolic links"), "{msg}");
+        assert!(!msg.contains("does not exist"), "a loop is not a missing file: {msg}");
     }
 }

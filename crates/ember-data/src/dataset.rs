@@ -105,6 +105,12 @@ pub struct TokenMeta {
     pub val_tokens: usize,
     /// Characters of text in the validation split (for bits per character).
     pub val_chars: usize,
+    /// BLAKE3 checksum of `train.bin` (absent in runs prepared before checksums existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_blake3: Option<String>,
+    /// BLAKE3 checksum of `val.bin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_blake3: Option<String>,
     /// The entropy floor of a synthetic corpus (recorded beside it by `ember synth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entropy_floor: Option<crate::synth::EntropyFloor>,
@@ -179,8 +185,8 @@ pub fn prepare_with(
     let (train_ids, val_ids) = ids.split_at(ids.len() - n_val);
     let paths = RunDataPaths::new(run_dir);
     fs::create_dir_all(&paths.dir).map_err(DataError::io("creating", &paths.dir))?;
-    TokenFile::write(&paths.train, train_ids, tokenizer.vocab_size())?;
-    TokenFile::write(&paths.val, val_ids, tokenizer.vocab_size())?;
+    let train_blake3 = TokenFile::write(&paths.train, train_ids, tokenizer.vocab_size())?;
+    let val_blake3 = TokenFile::write(&paths.val, val_ids, tokenizer.vocab_size())?;
     let meta = TokenMeta {
         corpus: config.path.clone(),
         corpus_sha256: hex_sha256(text.as_bytes()),
@@ -189,6 +195,8 @@ pub fn prepare_with(
         train_tokens: train_ids.len(),
         val_tokens: val_ids.len(),
         val_chars: tokenizer.decode(val_ids).chars().count(),
+        train_blake3: Some(train_blake3),
+        val_blake3: Some(val_blake3),
         entropy_floor: config
             .path
             .is_file()
@@ -207,11 +215,13 @@ pub fn prepare_with(
     open_prepared(run_dir)
 }
 
-/// Opens the tokenizer and token files an earlier [`prepare`] wrote into `run_dir`.
+/// Opens the tokenizer and token files an earlier [`prepare`] wrote into `run_dir`, verifying
+/// each token file against its checksum and its ids against the vocabulary.
 pub fn open_prepared(run_dir: &Path) -> Result<PreparedData, DataError> {
     let paths = RunDataPaths::new(run_dir);
     let tokenizer = Tokenizer::load(&paths.tokenizer)?;
-    let meta_text = fs::read_to_string(&paths.meta).map_err(DataError::io("reading", &paths.meta))?;
+    let meta_text = crate::files::read_regular_text(&paths.meta, crate::files::limit::CONFIG)
+        .map_err(DataError::io("reading", &paths.meta))?;
     let meta: TokenMeta = serde_json::from_str(&meta_text).map_err(|e| DataError::BadTokenFile {
         path: paths.meta.clone(),
         reason: e.to_string(),
@@ -224,13 +234,24 @@ pub fn open_prepared(run_dir: &Path) -> Result<PreparedData, DataError> {
     }
     let train = TokenFile::open(&paths.train)?;
     let val = TokenFile::open(&paths.val)?;
-    for (file, expected) in [(&train, meta.train_tokens), (&val, meta.val_tokens)] {
+    let splits = [
+        (&train, meta.train_tokens, &meta.train_blake3),
+        (&val, meta.val_tokens, &meta.val_blake3),
+    ];
+    for (file, expected, checksum) in splits {
         if file.len() != expected {
             return Err(DataError::BadTokenFile {
                 path: file.path().to_path_buf(),
                 reason: format!("it holds {} tokens where meta.json records {expected}", file.len()),
             });
         }
+        if checksum.is_none() {
+            tracing::warn!(
+                "{} has no checksum in meta.json (prepared by an older ember); checking its ids only",
+                file.path().display()
+            );
+        }
+        file.verify(checksum.as_deref(), tokenizer.vocab_size())?;
     }
     Ok(PreparedData {
         tokenizer,

@@ -31,6 +31,16 @@ pub enum DataError {
         /// What was found.
         reason: String,
     },
+    /// The corpus path is neither a regular file nor a directory.
+    #[error(
+        "data file {path} is {kind}, not a regular file: ember reads text files whole; point data.path at a UTF-8 text file or a directory of .txt files"
+    )]
+    CorpusNotFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is ("a FIFO", "a character device", …).
+        kind: &'static str,
+    },
     /// A directory was given that holds no `.txt` file.
     #[error("directory {path} holds no .txt files; put the corpus in files ending in .txt")]
     NoTextFiles {
@@ -93,7 +103,9 @@ pub enum DataError {
         problem: String,
     },
     /// A token file is damaged or was written by something else.
-    #[error("token file {path} is damaged ({reason}); delete it and it will be rebuilt from the corpus")]
+    #[error(
+        "token file {path} is damaged ({reason}); a run cannot continue on it: restore the file from a copy, or start a new run from the corpus"
+    )]
     BadTokenFile {
         /// The file.
         path: PathBuf,

@@ -11,12 +11,14 @@
 //! - [`dataset`]: the `[data]` config section and the preparation of a run's token files.
 //! - [`sampler`]: random contiguous windows from a seeded, resumable generator.
 //! - [`synth`]: synthetic corpora of known entropy rate (copy, recall, Markov).
+//! - [`files`]: small files read as hostile input (regular files only, size-limited).
 //!
 //! This crate knows nothing of tensors, models or training: a [`Batch`] is plain token ids.
 
 pub mod corpus;
 pub mod dataset;
 pub mod error;
+pub mod files;
 pub mod sampler;
 pub mod synth;
 pub mod token_file;

@@ -25,6 +25,15 @@ pub use ops::KernelOps;
 use burn::backend::Dispatch;
 use burn::tensor::{Int, Tensor};
 
+/// Checks the environment variables the kernels read (`EMBER_SIMD`), so that a bad value is one
+/// clear error before any work starts rather than a silent fallback.
+///
+/// # Errors
+/// A message naming the variable, its value and the values it takes.
+pub fn check_environment() -> Result<(), String> {
+    flex::simd_cap().map(|_| ())
+}
+
 /// Whether the fused kernels serve tensors like `t` (f32 on the flex backend). Where they do
 /// not, callers use their reference composition of Burn ops.
 pub fn fused<const D: usize>(t: &Tensor<D>) -> bool {

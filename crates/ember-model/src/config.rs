@@ -109,8 +109,9 @@ impl GptConfig {
     }
 
     /// nanoGPT's CPU baseline for character-level Shakespeare: 4 layers, 4 heads, width 128,
-    /// context 64.
-    pub fn cpu_baby() -> Self {
+    /// context 64 (`configs/cpu-baby.toml`; here for the tests).
+    #[cfg(test)]
+    pub(crate) fn cpu_baby() -> Self {
         Self {
             n_layer: 4,
             n_head: 4,
@@ -121,8 +122,9 @@ impl GptConfig {
     }
 
     /// nanoGPT's GPU run for character-level Shakespeare: 6 layers, 6 heads, width 384,
-    /// context 256, dropout 0.2.
-    pub fn shakespeare_char() -> Self {
+    /// context 256, dropout 0.2 (`configs/shakespeare-char.toml`; here for the tests).
+    #[cfg(test)]
+    pub(crate) fn shakespeare_char() -> Self {
         Self {
             n_layer: 6,
             n_head: 6,
@@ -194,6 +196,22 @@ impl GptConfig {
                 problem,
             })
         };
+        // Bounds far beyond any model ember can train, so that no arithmetic on the sizes
+        // overflows and no loop over them runs for ever; whether a model fits in memory is
+        // checked before it is built (ember-train's `memory`).
+        let limits: [(&'static str, usize, usize); 6] = [
+            ("n_layer", self.n_layer, 1 << 12),
+            ("n_head", self.n_head, 1 << 12),
+            ("d_model", self.d_model, 1 << 18),
+            ("block_size", self.block_size, 1 << 22),
+            ("vocab_size", self.vocab_size, 1 << 31),
+            ("d_ff", self.d_ff.unwrap_or(0), 1 << 20),
+        ];
+        for (key, value, limit) in limits {
+            if value > limit {
+                return bad(key, &value, format!("is larger than ember supports (at most {limit})"));
+            }
+        }
         if self.n_layer == 0 {
             return bad("n_layer", &self.n_layer, "need at least one layer".into());
         }

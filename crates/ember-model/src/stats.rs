@@ -1,5 +1,7 @@
 //! Sizes and costs of a model, from its configuration alone.
 
+use ember_nn::{AttentionKind, AttentionMask, Position};
+
 use crate::config::GptConfig;
 
 /// Number of learned parameters, each counted once:
@@ -47,19 +49,25 @@ pub fn training_flops_per_token(c: &GptConfig) -> u64 {
     6 * non_embedding_param_count(c) as u64 + attention.round() as u64
 }
 
-/// A rough estimate of training memory in bytes for f32 with AdamW.
+/// A rough estimate of memory in bytes for f32, computed in floating point (so that no
+/// configuration, however large, overflows it) and saturated to `u64`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemoryEstimate {
-    /// Weights, gradients and the two AdamW moments: 16 bytes per parameter.
+    /// The weights; for training also their gradients and the two AdamW moments (16 bytes per
+    /// parameter, 4 otherwise).
     pub params_grads_optimizer: u64,
-    /// Activations kept for the backward pass of one micro-batch.
+    /// Activations: those kept for the backward pass of one micro-batch, or one forward pass's.
     pub activations: u64,
+    /// The tables the model builds once (mask biases `[block, block]`, RoPE's cos and sin).
+    pub tables: u64,
 }
 
 impl MemoryEstimate {
     /// Sum of the parts.
     pub fn total(&self) -> u64 {
-        self.params_grads_optimizer + self.activations
+        self.params_grads_optimizer
+            .saturating_add(self.activations)
+            .saturating_add(self.tables)
     }
 }
 
@@ -68,14 +76,57 @@ impl MemoryEstimate {
 /// Activations follow Korthikanti et al. (2022), `s·b·h·(34 + 5·a·s/h)` bytes per layer at 16
 /// bits, doubled for f32, plus the logits and their gradient (`3·b·s·vocab` floats).
 pub fn training_memory(c: &GptConfig, batch: usize) -> MemoryEstimate {
-    let (s, b, h, a) = (c.block_size as u64, batch as u64, c.d_model as u64, c.n_head as u64);
-    let keys = c.keys_per_query().round() as u64;
-    let per_layer_16bit = s * b * h * 34 + 5 * a * s * keys * b;
-    let activations = 2 * per_layer_16bit * c.n_layer as u64 + 3 * b * s * c.vocab_size as u64 * 4;
+    let (s, b, h, a) = (c.block_size as f64, batch as f64, c.d_model as f64, c.n_head as f64);
+    let keys = c.keys_per_query();
+    let per_layer_16bit = s * b * h * 34.0 + 5.0 * a * s * keys * b;
+    let activations = 2.0 * per_layer_16bit * c.n_layer as f64 + 3.0 * b * s * c.vocab_size as f64 * 4.0;
     MemoryEstimate {
-        params_grads_optimizer: 16 * param_count(c) as u64,
-        activations,
+        params_grads_optimizer: (16.0 * param_count_f64(c)) as u64,
+        activations: activations as u64,
+        tables: tables_bytes(c) as u64,
     }
+}
+
+/// Estimates the memory of evaluating or sampling `batch` sequences: the weights, and one
+/// layer's activations at a time (about `16·d_model` floats per position and the scores
+/// `n_head · keys`), plus the logits.
+pub fn inference_memory(c: &GptConfig, batch: usize) -> MemoryEstimate {
+    let (s, b, h, a) = (c.block_size as f64, batch as f64, c.d_model as f64, c.n_head as f64);
+    let per_layer = b * s * (16.0 * h + a * c.keys_per_query()) * 4.0;
+    MemoryEstimate {
+        params_grads_optimizer: (4.0 * param_count_f64(c)) as u64,
+        activations: (per_layer + 2.0 * b * s * c.vocab_size as f64 * 4.0) as u64,
+        tables: tables_bytes(c) as u64,
+    }
+}
+
+/// [`param_count`] in floating point.
+fn param_count_f64(c: &GptConfig) -> f64 {
+    let (d, f, v) = (c.d_model as f64, c.ff_width() as f64, c.vocab_size as f64);
+    let q = (c.n_head + 2 * c.kv_heads()) as f64 * c.d_head() as f64;
+    let block = d * q + q + d * d + d + 2.0 * d * f + f + d + 4.0 * d;
+    let head = if c.tie_embeddings { 0.0 } else { v * d };
+    v * d + c.n_layer as f64 * block + 2.0 * d + head
+}
+
+/// Bytes of the tables built once per model: a `[block, block]` f32 bias per kind of mask the
+/// layers use, and RoPE's two `[block, rot_dims]` tables.
+fn tables_bytes(c: &GptConfig) -> f64 {
+    let s = c.block_size as f64;
+    let masks = (0..c.n_layer)
+        .map(|l| match c.layer_attention(l) {
+            AttentionKind::Softmax(AttentionMask::Causal) => 1,
+            AttentionKind::Softmax(AttentionMask::SlidingWindow { .. }) => 2,
+            AttentionKind::Linear => 0,
+        })
+        .fold(0u8, |seen, kind| seen | kind)
+        .count_ones() as f64;
+    let rope = if c.position == Position::Rope {
+        2.0 * s * c.rot_dims() as f64
+    } else {
+        0.0
+    };
+    (masks * s * s + rope) * 4.0
 }
 
 #[cfg(test)]

@@ -97,7 +97,7 @@ pub fn bench_training(
             .collect()
     };
     let mut loss_scale = (train.precision == ember_model::Precision::F16).then(LossScale::default);
-    let mut step = |gpt: ember_model::Gpt, n: u64| -> Result<(ember_model::Gpt, f64), TrainError> {
+    let mut step = |gpt: &mut ember_model::Gpt, n: u64| -> Result<f64, TrainError> {
         let settings = StepSettings {
             lr: train.lr,
             grad_clip: train.grad_clip,
@@ -106,13 +106,12 @@ pub fn bench_training(
             shards,
             step: n,
         };
-        let (gpt, s) = optimizer_step(gpt, &mut optim, &random_batches(), settings, loss_scale.as_mut(), &ad)?;
-        Ok((gpt, s.loss))
+        let s = optimizer_step(gpt, &mut optim, &random_batches(), settings, loss_scale.as_mut(), &ad)?;
+        Ok(s.loss)
     };
     let mut first_loss = f64::NAN;
     for i in 0..budget.warmup_steps {
-        let (g, loss) = step(gpt, i as u64 + 1)?;
-        gpt = g;
+        let loss = step(&mut gpt, i as u64 + 1)?;
         if i == 0 {
             first_loss = loss;
         }
@@ -121,9 +120,7 @@ pub fn bench_training(
     let mut steps = 0usize;
     let mut last_loss;
     loop {
-        let (g, loss) = step(gpt, steps as u64 + 1)?;
-        gpt = g;
-        last_loss = loss;
+        last_loss = step(&mut gpt, steps as u64 + 1)?;
         steps += 1;
         let t = start.elapsed().as_secs_f64();
         if (steps >= budget.min_steps && t >= budget.min_seconds) || (t >= budget.max_seconds && steps >= 2) {

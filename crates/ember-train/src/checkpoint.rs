@@ -33,6 +33,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ember_data::SamplerState;
+use ember_data::files::{limit, read_regular};
 use ember_data::tokenizer::hex_sha256;
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde::{Deserialize, Serialize};
@@ -288,7 +289,7 @@ pub fn verify(dir: &Path) -> Result<Manifest, TrainError> {
         message,
     };
     let manifest_path = dir.join(MANIFEST_FILE);
-    let text = fs::read(&manifest_path).map_err(|e| {
+    let text = read_regular(&manifest_path, limit::STATE).map_err(|e| {
         bad(format!(
             "{MANIFEST_FILE} cannot be read ({e}); the checkpoint is incomplete"
         ))
@@ -312,22 +313,39 @@ pub fn verify(dir: &Path) -> Result<Manifest, TrainError> {
             return Err(bad(format!("{MANIFEST_FILE} does not list {required}")));
         }
     }
+    if let Some(name) = manifest
+        .files
+        .keys()
+        .find(|n| ![MODEL_FILE, OPTIMIZER_FILE, STATE_FILE].contains(&n.as_str()))
+    {
+        // A name such as "../../x" would read outside the checkpoint.
+        return Err(bad(format!(
+            "{MANIFEST_FILE} lists {name:?}, which is not a checkpoint file; the manifest was not written by ember"
+        )));
+    }
     for (name, entry) in &manifest.files {
         let path = dir.join(name);
-        let bytes = fs::read(&path).map_err(|e| bad(format!("{name} cannot be read ({e})")))?;
-        if bytes.len() as u64 != entry.bytes {
+        let size = fs::metadata(&path).map_err(|e| bad(format!("{name} cannot be read ({e})")))?;
+        if !size.is_file() || size.len() != entry.bytes {
             return Err(bad(format!(
                 "{name} is damaged: {} bytes where the manifest records {} (truncated?)",
-                bytes.len(),
+                size.len(),
                 entry.bytes
             )));
         }
-        let sum = hex_sha256(&bytes);
+        // Streamed: verifying allocates nothing in proportion to the file.
+        let (sum, read) = sha256_of_file(&path).map_err(|e| bad(format!("{name} cannot be read ({e})")))?;
+        if read != entry.bytes {
+            return Err(bad(format!(
+                "{name} is damaged: {read} bytes where the manifest records {} (truncated?)",
+                entry.bytes
+            )));
+        }
         if sum != entry.sha256 {
             return Err(bad(format!(
                 "{name} is damaged: its SHA-256 is {}… where the manifest records {}…",
                 &sum[..12],
-                &entry.sha256[..12.min(entry.sha256.len())]
+                entry.sha256.chars().take(12).collect::<String>()
             )));
         }
     }
@@ -415,9 +433,29 @@ pub fn select(run_dir: &Path, selector: Selector) -> Result<PathBuf, TrainError>
     Ok(dir)
 }
 
+/// The SHA-256 (hex) of a file and its length, read in blocks.
+fn sha256_of_file(path: &Path) -> std::io::Result<(String, u64)> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    let digest = hasher.finalize();
+    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), total))
+}
+
 fn read_state(dir: &Path) -> Result<TrainingState, TrainError> {
     let path = dir.join(STATE_FILE);
-    let bytes = fs::read(&path).map_err(TrainError::io("reading", &path))?;
+    let bytes = read_regular(&path, limit::STATE).map_err(TrainError::io("reading", &path))?;
     serde_json::from_slice(&bytes).map_err(|e| TrainError::Checkpoint {
         path: dir.to_path_buf(),
         message: format!("{STATE_FILE} is damaged ({e})"),
@@ -430,7 +468,7 @@ pub fn load(dir: &Path) -> Result<Checkpoint, TrainError> {
     let state = read_state(dir)?;
     let read = |name: &str| -> Result<BTreeMap<String, NamedData>, TrainError> {
         let path = dir.join(name);
-        let bytes = fs::read(&path).map_err(TrainError::io("reading", &path))?;
+        let bytes = read_regular(&path, limit::WEIGHTS).map_err(TrainError::io("reading", &path))?;
         read_safetensors(&path, &bytes)
     };
     Ok(Checkpoint {

@@ -206,9 +206,11 @@ pub struct RunConfig {
 impl RunConfig {
     /// Reads `path`, applies `overrides` (`section.key=value`), and validates.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::Config {
-            origin: path.display().to_string(),
-            message: format!("cannot read it: {e}"),
+        let text = ember_data::files::read_regular_text(path, ember_data::files::limit::CONFIG).map_err(|e| {
+            TrainError::Config {
+                origin: path.display().to_string(),
+                message: format!("cannot read it: {e}"),
+            }
         })?;
         Self::parse(&text, overrides, &path.display().to_string())
     }

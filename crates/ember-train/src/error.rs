@@ -69,6 +69,22 @@ pub enum TrainError {
         /// The value (NaN or ±inf).
         value: f64,
     },
+    /// The model cannot fit in the memory available.
+    #[error(
+        "the model needs about {needed} GiB for {what} ({parts}) but this machine has {available} GiB available; {advice}"
+    )]
+    TooLarge {
+        /// "training" or "evaluation or sampling".
+        what: &'static str,
+        /// The estimate, in GiB.
+        needed: String,
+        /// What the machine has, in GiB.
+        available: String,
+        /// The estimate's parts.
+        parts: String,
+        /// The keys to change.
+        advice: &'static str,
+    },
     /// The threads of batch sharding could not be started.
     #[error("starting the shard threads: {0}; run with --cpu-shards 1")]
     Threads(String),

@@ -23,6 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ember_data::Tokenizer;
+use ember_data::files::{limit, read_regular, read_regular_text};
 use ember_model::GptConfig;
 use ember_model::config::Attention;
 use ember_nn::{Gelu, Position};
@@ -401,7 +402,7 @@ fn to_hf_shapes(c: &GptConfig) -> BTreeMap<String, Vec<usize>> {
 
 /// The tensors of a safetensors file, any float type read as f32.
 fn read_tensors(path: &Path, into: &mut BTreeMap<String, NamedData>) -> Result<(), TrainError> {
-    let bytes = fs::read(path).map_err(TrainError::io("reading", path))?;
+    let bytes = read_regular(path, limit::WEIGHTS).map_err(TrainError::io("reading", path))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(path, format!("not a safetensors file: {e}")))?;
     for (name, view) in st.tensors() {
         let data = view.data();
@@ -457,7 +458,7 @@ pub fn read_dir(dir: &Path) -> Result<HfModel, TrainError> {
         ));
     }
     let config_path = dir.join("config.json");
-    let text = fs::read_to_string(&config_path).map_err(|e| {
+    let text = read_regular_text(&config_path, limit::CONFIG).map_err(|e| {
         bad(
             dir,
             format!("has no readable config.json ({e}); it is not a Hugging Face model directory"),
@@ -472,7 +473,7 @@ pub fn read_dir(dir: &Path) -> Result<HfModel, TrainError> {
     if single.is_file() {
         read_tensors(&single, &mut tensors)?;
     } else if index.is_file() {
-        let text = fs::read_to_string(&index).map_err(TrainError::io("reading", &index))?;
+        let text = read_regular_text(&index, limit::STATE).map_err(TrainError::io("reading", &index))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| bad(&index, format!("is not valid JSON: {e}")))?;
         let map = v["weight_map"]
             .as_object()
@@ -496,7 +497,7 @@ pub fn read_dir(dir: &Path) -> Result<HfModel, TrainError> {
     let weights = from_hf_weights(&config, tensors, dir)?;
 
     let tok_path = dir.join("tokenizer.json");
-    let tok_text = fs::read_to_string(&tok_path).map_err(|e| {
+    let tok_text = read_regular_text(&tok_path, limit::TOKENIZER).map_err(|e| {
         bad(
             dir,
             format!("has no readable tokenizer.json ({e}); ember needs the tokenizer in the `tokenizers` format"),

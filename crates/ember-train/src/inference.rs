@@ -9,7 +9,7 @@ use ember_model::Gpt;
 use crate::checkpoint::{self, Selector};
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::trainer::load_model;
+use crate::state::load_model;
 
 /// A checkpoint's model with its tokenizer, ready for inference.
 pub struct LoadedRun {

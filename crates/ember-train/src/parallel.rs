@@ -15,10 +15,10 @@ use std::collections::BTreeMap;
 use burn::tensor::distributed::{DistributedConfig, DistributedContext, ReduceOperation, all_reduce};
 use burn::tensor::{Device, Tensor};
 use ember_data::Batch;
-use ember_model::{Gpt, cross_entropy};
+use ember_model::Gpt;
 
 use crate::error::TrainError;
-use crate::eval::batch_tensors;
+use crate::gradients::{MicroBatch, micro_batch_gradients};
 use crate::optim::{AdamW, GradBuffer, clip_factor};
 
 /// Splits a batch into `k` shards of consecutive sequences: disjoint, and together the whole
@@ -91,8 +91,18 @@ impl DataParallel {
     }
 
     /// One step over `batch`, split across the replicas. Returns the mean loss and the
-    /// gradient norm before clipping. `step` numbers the step in error messages.
-    pub fn step(&mut self, batch: &Batch, lr: f64, grad_clip: f64, step: u64) -> Result<(f64, f64), TrainError> {
+    /// gradient norm before clipping; an error, with every replica unchanged, if either is not
+    /// finite. `step` numbers the step in error messages. `dropout_seeds` is empty without
+    /// dropout, or holds one seed per replica: replica `r` draws its masks as micro-batch `r`
+    /// of a step accumulated over the shards on one device would.
+    pub fn step(
+        &mut self,
+        batch: &Batch,
+        lr: f64,
+        grad_clip: f64,
+        step: u64,
+        dropout_seeds: &[u64],
+    ) -> Result<(f64, f64), TrainError> {
         let k = self.replicas.len();
         if batch.batch % k != 0 {
             return Err(TrainError::InvalidConfig {
@@ -101,10 +111,15 @@ impl DataParallel {
                 problem: format!("must be divisible by the {k} devices"),
             });
         }
+        assert!(
+            dropout_seeds.is_empty() || dropout_seeds.len() == k,
+            "one dropout seed per replica"
+        );
         let shards = shard(batch, k);
+        let gradients = self.shard_gradients(&shards, dropout_seeds);
         let (loss, norm) = match self.reduce {
-            Reduce::Collective => self.step_collective(&shards, lr, grad_clip)?,
-            Reduce::OnHost => self.step_on_host(&shards, lr, grad_clip)?,
+            Reduce::Collective => self.apply_collective(gradients, lr, grad_clip),
+            Reduce::OnHost => self.apply_on_host(gradients, lr, grad_clip),
         };
         if !loss.is_finite() || !norm.is_finite() {
             let (what, value) = if loss.is_finite() {
@@ -117,21 +132,40 @@ impl DataParallel {
         Ok((loss, norm))
     }
 
-    /// Each replica on its own thread computes its shard's gradients, averages them with the
-    /// other replicas through Burn's all-reduce (every thread issues the same collectives in
-    /// the same order, as NCCL requires), then updates its own weights.
-    fn step_collective(&mut self, shards: &[Batch], lr: f64, grad_clip: f64) -> Result<(f64, f64), TrainError> {
+    /// Each replica's gradients of its shard and its loss `[1]`, on its own device. Without
+    /// dropout the replicas run on their own threads. With dropout they run one after the
+    /// other: Burn's backends keep one random generator per process, not per device, so each
+    /// replica seeds it and draws its masks before the next one starts.
+    fn shard_gradients(&self, shards: &[Batch], dropout_seeds: &[u64]) -> Vec<(GradBuffer, Tensor<1>)> {
+        let run = |r: usize| {
+            let m = MicroBatch {
+                dropout_seed: dropout_seeds.get(r).copied(),
+                ..MicroBatch::plain()
+            };
+            micro_batch_gradients(&self.replicas[r].0, &shards[r], m, &self.devices[r].clone().autodiff())
+        };
+        if !dropout_seeds.is_empty() {
+            return (0..self.replicas.len()).map(run).collect();
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..self.replicas.len()).map(|r| scope.spawn(move || run(r))).collect();
+            handles.into_iter().map(|h| h.join().expect("replica thread")).collect()
+        })
+    }
+
+    /// Averages the gradients and losses through Burn's all-reduce, each replica on its own
+    /// thread (every thread issues the same collectives in the same order, as NCCL requires),
+    /// then each replica updates its own weights if the loss and the norm are finite.
+    fn apply_collective(&mut self, gradients: Vec<(GradBuffer, Tensor<1>)>, lr: f64, grad_clip: f64) -> (f64, f64) {
         let devices = self.devices.clone();
         let results: Vec<(f64, f64)> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .replicas
                 .iter_mut()
-                .zip(&self.devices)
-                .zip(shards)
-                .map(|(((model, optim), device), shard)| {
+                .zip(gradients)
+                .map(|((model, optim), (grads, loss))| {
                     let devices = devices.clone();
                     scope.spawn(move || {
-                        let (grads, loss) = shard_gradients(model, shard, device);
                         let names: Vec<String> = grads.names().cloned().collect();
                         let reduced = names
                             .into_iter()
@@ -140,82 +174,59 @@ impl DataParallel {
                                 (name, all_reduce(g, ReduceOperation::Mean, devices.clone()).resolve())
                             })
                             .collect();
-                        let mut grads = GradBuffer::from_map(reduced);
-                        let loss = all_reduce(
-                            Tensor::<1>::from_data([loss as f32], device),
-                            ReduceOperation::Mean,
-                            devices,
-                        )
-                        .resolve()
-                        .into_scalar::<f32>() as f64;
-                        let norm = apply(model, optim, &mut grads, lr, grad_clip);
+                        let grads = GradBuffer::from_map(reduced);
+                        let loss = all_reduce(loss, ReduceOperation::Mean, devices)
+                            .resolve()
+                            .into_scalar::<f32>() as f64;
+                        let norm = apply(model, optim, &grads, loss, lr, grad_clip);
                         (loss, norm)
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("replica thread")).collect()
         });
-        Ok(results[0])
+        results[0]
     }
 
-    /// The same step with the averaging done on the first device (CPU replicas, tests).
-    fn step_on_host(&mut self, shards: &[Batch], lr: f64, grad_clip: f64) -> Result<(f64, f64), TrainError> {
+    /// The same with the averaging done on the first device (CPU replicas, tests).
+    fn apply_on_host(&mut self, gradients: Vec<(GradBuffer, Tensor<1>)>, lr: f64, grad_clip: f64) -> (f64, f64) {
         let k = self.replicas.len();
-        let results: Vec<(GradBuffer, f64)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .replicas
-                .iter()
-                .zip(&self.devices)
-                .zip(shards)
-                .map(|(((model, _), device), shard)| scope.spawn(move || shard_gradients(model, shard, device)))
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("replica thread")).collect()
-        });
-        let loss = results.iter().map(|(_, l)| l).sum::<f64>() / k as f64;
-        let per_replica: Vec<GradBuffer> = results.into_iter().map(|(g, _)| g).collect();
-        let names: Vec<String> = per_replica[0].names().cloned().collect();
         let first = &self.devices[0];
+        let loss = gradients
+            .iter()
+            .map(|(_, l)| l.clone().into_scalar::<f32>() as f64)
+            .sum::<f64>()
+            / k as f64;
+        let names: Vec<String> = gradients[0].0.names().cloned().collect();
         let mut mean = BTreeMap::new();
         for name in names {
-            let sum = per_replica
+            let sum = gradients
                 .iter()
-                .map(|g| g.get(&name).expect("same parameters").clone().to_device(first))
+                .map(|(g, _)| g.get(&name).expect("same parameters").clone().to_device(first))
                 .reduce(|a, b| a + b)
                 .expect("k ≥ 1");
             mean.insert(name, sum.div_scalar(k as f64));
         }
         let mut norm = 0.0;
         for ((model, optim), device) in self.replicas.iter_mut().zip(&self.devices) {
-            let mut grads = GradBuffer::from_map(
+            let grads = GradBuffer::from_map(
                 mean.iter()
                     .map(|(n, g)| (n.clone(), g.clone().to_device(device)))
                     .collect(),
             );
-            norm = apply(model, optim, &mut grads, lr, grad_clip);
+            norm = apply(model, optim, &grads, loss, lr, grad_clip);
         }
-        Ok((loss, norm))
+        (loss, norm)
     }
-}
-
-/// Loss and gradients of one shard on `device`.
-fn shard_gradients(model: &Gpt, shard: &Batch, device: &Device) -> (GradBuffer, f64) {
-    let ad = device.clone().autodiff();
-    let (x, y) = batch_tensors(shard, &ad);
-    let loss = cross_entropy(model.forward(x), y);
-    let value = loss.clone().into_scalar::<f32>() as f64;
-    let mut grads = GradBuffer::new();
-    grads.accumulate(model, &mut loss.backward());
-    (grads, value)
 }
 
 /// Clips and applies averaged gradients to one replica; returns the norm before clipping.
-/// A non-finite norm leaves the replica unchanged (the caller reports it).
-fn apply(model: &mut Gpt, optim: &mut AdamW, grads: &mut GradBuffer, lr: f64, grad_clip: f64) -> f64 {
+/// A non-finite loss or norm leaves the replica unchanged (the caller reports it).
+fn apply(model: &mut Gpt, optim: &mut AdamW, grads: &GradBuffer, loss: f64, lr: f64, grad_clip: f64) -> f64 {
     let norm = grads.global_norm();
-    if !norm.is_finite() {
-        return norm;
+    if loss.is_finite() && norm.is_finite() {
+        *model = optim.step(model.clone(), grads, lr, clip_factor(norm, grad_clip));
     }
-    *model = optim.step(model.clone(), grads, lr, clip_factor(norm, grad_clip));
     norm
 }
 
@@ -244,12 +255,12 @@ mod tests {
         assert_eq!(joined, b.targets);
     }
 
-    #[test]
-    fn k_way_data_parallelism_equals_accumulation_over_k_micro_batches() {
+    fn tiny(dropout: f64) -> (Gpt, AdamWConfig, Device) {
         let device = Device::flex();
         let config = GptConfig {
             vocab_size: 11,
             block_size: 8,
+            dropout,
             ..GptConfig::nano()
         };
         let model = config.init(3, &device.clone().autodiff()).unwrap();
@@ -259,43 +270,104 @@ mod tests {
             eps: 1e-8,
             weight_decay: 0.1,
         };
-        let b = batch(6, 8);
+        (model, opt, device)
+    }
 
+    /// Three steps 3-way data-parallel against three steps accumulated over the same three
+    /// shards on one device; the largest difference of any weight.
+    fn parallel_against_accumulation(dropout: f64) -> f32 {
+        let (model, opt, device) = tiny(dropout);
+        let b = batch(6, 8);
         let mut accum_opt = AdamW::new(opt);
         let mut dp = DataParallel::new(&model, &accum_opt, vec![device.clone(); 3], Reduce::OnHost);
         let mut accum = model;
-        for _ in 0..3 {
-            dp.step(&b, 1e-2, 1.0, 1).unwrap();
+        for step in 1..=3u64 {
+            let seeds: Vec<u64> = if dropout > 0.0 {
+                (0..3).map(|r| 1000 * step + r).collect()
+            } else {
+                Vec::new()
+            };
+            dp.step(&b, 1e-2, 1.0, step, &seeds).unwrap();
             let settings = StepSettings {
                 lr: 1e-2,
                 grad_clip: 1.0,
                 precision: Precision::F32,
-                dropout_seeds: &[],
+                dropout_seeds: &seeds,
                 shards: None,
-                step: 1,
+                step,
             };
-            accum = optimizer_step(
-                accum,
+            optimizer_step(
+                &mut accum,
                 &mut accum_opt,
                 &shard(&b, 3),
                 settings,
                 None,
                 &device.clone().autodiff(),
             )
-            .unwrap()
-            .0;
+            .unwrap();
         }
         let (p, q) = (read_params(dp.model()), read_params(&accum));
+        let mut worst = 0.0f32;
         for (name, a) in &p {
-            let worst = a
-                .values
-                .iter()
-                .zip(&q[name].values)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            // Only rounding separates (a + b + c)/3 from a/3 + b/3 + c/3; Adam's division by
-            // √v magnifies it for near-zero gradients, so allow 1% of one step's size (lr).
-            assert!(worst < 1e-4, "{name} differs by {worst}");
+            for (x, y) in a.values.iter().zip(&q[name].values) {
+                worst = worst.max((x - y).abs());
+            }
         }
+        worst
+    }
+
+    #[test]
+    fn k_way_data_parallelism_equals_accumulation_over_k_micro_batches() {
+        // Only rounding separates (a + b + c)/3 from a/3 + b/3 + c/3; Adam's division by
+        // √v magnifies it for near-zero gradients, so allow 1% of one step's size (lr).
+        let worst = parallel_against_accumulation(0.0);
+        assert!(worst < 1e-4, "differs by {worst}");
+    }
+
+    #[test]
+    fn with_dropout_each_replica_draws_the_masks_of_its_micro_batch() {
+        let worst = parallel_against_accumulation(0.2);
+        assert!(worst < 1e-4, "differs by {worst}");
+        // The seeds matter: other masks move the weights by far more than rounding does.
+        let (model, opt, device) = tiny(0.2);
+        let b = batch(6, 8);
+        let optim = AdamW::new(opt);
+        let mut one = DataParallel::new(&model, &optim, vec![device.clone(); 3], Reduce::OnHost);
+        let mut other = DataParallel::new(&model, &optim, vec![device; 3], Reduce::OnHost);
+        one.step(&b, 1e-2, 1.0, 1, &[1, 2, 3]).unwrap();
+        other.step(&b, 1e-2, 1.0, 1, &[4, 5, 6]).unwrap();
+        let (p, q) = (read_params(one.model()), read_params(other.model()));
+        let moved = p
+            .iter()
+            .flat_map(|(name, a)| a.values.iter().zip(&q[name].values).map(|(x, y)| (x - y).abs()))
+            .fold(0.0f32, f32::max);
+        assert!(moved > 1e-3, "other seeds moved the weights by only {moved}");
+    }
+
+    #[test]
+    fn a_non_finite_loss_updates_no_replica() {
+        let (model, opt, device) = tiny(0.0);
+        let mut optim = AdamW::new(opt);
+        let before = read_params(&model);
+        let grads = GradBuffer::from_map(
+            crate::params::param_shapes(&model)
+                .into_iter()
+                .map(|(name, shape)| {
+                    let n: usize = shape.iter().product();
+                    (name, Tensor::<1>::ones([n], &device))
+                })
+                .collect(),
+        );
+        let mut m = model;
+        let norm = apply(&mut m, &mut optim, &grads, f64::NAN, 1e-2, 1.0);
+        assert!(norm.is_finite() && norm > 0.0, "the gradients are finite");
+        assert_eq!(
+            read_params(&m),
+            before,
+            "a NaN loss with finite gradients changed the weights"
+        );
+        assert_eq!(optim.steps(), 0, "nor did it advance the optimiser");
+        apply(&mut m, &mut optim, &grads, 1.0, 1e-2, 1.0);
+        assert_ne!(read_params(&m), before, "a finite step does update");
     }
 }

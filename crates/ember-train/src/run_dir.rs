@@ -32,6 +32,17 @@ pub fn holds_run(dir: &Path) -> bool {
 /// Makes `dir` ready for a new run. A directory that already holds a run is refused unless
 /// `overwrite`, in which case the run's own files (and nothing else) are removed.
 pub fn prepare_new(dir: &Path, overwrite: bool) -> Result<(), TrainError> {
+    if let Ok(meta) = fs::metadata(dir)
+        && !meta.is_dir()
+    {
+        return Err(TrainError::RunDir {
+            path: dir.to_path_buf(),
+            message: format!(
+                "is {}, not a directory; choose another --out (a run directory to create)",
+                ember_data::files::kind(&meta)
+            ),
+        });
+    }
     if holds_run(dir) {
         if !overwrite {
             let n = checkpoint::list(dir).len();

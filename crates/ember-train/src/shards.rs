@@ -18,11 +18,11 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use ember_data::Batch;
-use ember_model::{Gpt, Precision};
+use ember_model::Gpt;
 
 use crate::error::TrainError;
+use crate::gradients::{MicroBatch, micro_batch_gradients};
 use crate::optim::GradBuffer;
-use crate::step::micro_batch_gradients;
 
 /// `k` thread pools, one per shard.
 pub struct Shards {
@@ -69,25 +69,28 @@ impl Shards {
     }
 
     /// The summed gradients of `batch`'s shards and its loss `[1]`: what
-    /// [`micro_batch_gradients`] computes for the whole batch with `divisor`, each shard's
-    /// mean loss weighted by its share of the sequences.
-    /// Batches with fewer sequences than shards use as many shards as sequences.
+    /// [`micro_batch_gradients`] computes for the whole batch with `m`, each shard's mean loss
+    /// weighted by its share of the sequences. Batches with fewer sequences than shards use as
+    /// many shards as sequences. Not for dropout (`m.dropout_seed`), whose masks would come
+    /// from the device's one generator in whatever order the shards ran.
     pub(crate) fn gradients(
         &self,
         model: &Gpt,
         batch: &Batch,
-        divisor: f64,
-        precision: Precision,
-        loss_scale: f64,
+        m: MicroBatch,
         device: &Device,
     ) -> (GradBuffer, Tensor<1>) {
+        assert!(m.dropout_seed.is_none(), "sharded steps have no dropout");
         let parts = split_rows(batch, self.pools.len());
         let rows = batch.batch as f64;
         let jobs = parts.iter().map(|part| {
-            let shard_divisor = divisor * rows / part.batch as f64;
+            let shard = MicroBatch {
+                divisor: m.divisor * rows / part.batch as f64,
+                ..m
+            };
             move || {
                 let replica = model.clone().fork(device);
-                micro_batch_gradients(&replica, part, shard_divisor, precision, loss_scale, device)
+                micro_batch_gradients(&replica, part, shard, device)
             }
         });
         let results = run_in_pools(&self.pools, jobs);
@@ -169,7 +172,7 @@ mod tests {
     use crate::optim::AdamW;
     use crate::params::read_params;
     use crate::step::{StepSettings, optimizer_step};
-    use ember_model::GptConfig;
+    use ember_model::{GptConfig, Precision};
 
     fn batch(rows: usize, block: usize, salt: usize) -> Batch {
         let ids: Vec<u32> = (0..rows * (block + 1))
@@ -229,8 +232,7 @@ mod tests {
                 shards: shards.as_ref(),
                 step: step as u64 + 1,
             };
-            let (m, stats) = optimizer_step(model, &mut optim, &micro, settings, None, &device).unwrap();
-            model = m;
+            let stats = optimizer_step(&mut model, &mut optim, &micro, settings, None, &device).unwrap();
             losses.push(stats.loss);
         }
         let params = read_params(&model).into_iter().map(|(k, v)| (k, v.values)).collect();

@@ -1,13 +1,12 @@
 //! One optimiser step: forward and backward over the micro-batches, the finiteness check,
 //! global-norm clipping and the AdamW update. Shared by the trainer and the benchmark.
 
-use burn::tensor::{Device, FloatDType, Tensor};
+use burn::tensor::{Device, Tensor};
 use ember_data::Batch;
-use ember_model::precision::cast_params;
-use ember_model::{Gpt, Precision, cross_entropy};
+use ember_model::{Gpt, Precision};
 
 use crate::error::TrainError;
-use crate::eval::batch_tensors;
+use crate::gradients::{MicroBatch, micro_batch_gradients};
 use crate::optim::loss_scale::{LossScale, MIN_SCALE};
 use crate::optim::{AdamW, GradBuffer, clip_factor};
 use crate::shards::Shards;
@@ -43,16 +42,17 @@ pub struct StepStats {
 
 /// Runs one step on `device` (an autodiff device). `micro_batches` are summed into one update,
 /// each loss scaled by `1 / micro_batches.len()`. With f16, `loss_scale` must be given and is
-/// updated. The model is returned updated (or unchanged after a skipped f16 step); an error is
-/// returned if the loss or the gradient norm is not finite and no loss scaling can explain it.
+/// updated. The model is updated in place (or left unchanged after a skipped f16 step); an
+/// error, with the model unchanged, if the loss or the gradient norm is not finite and no
+/// loss scaling can explain it.
 pub fn optimizer_step(
-    model: Gpt,
+    model: &mut Gpt,
     optim: &mut AdamW,
     micro_batches: &[Batch],
     settings: StepSettings,
     loss_scale: Option<&mut LossScale>,
     device: &Device,
-) -> Result<(Gpt, StepStats), TrainError> {
+) -> Result<StepStats, TrainError> {
     let n = micro_batches.len();
     let scale = loss_scale.as_ref().map_or(1.0, |s| s.scale);
     let mut grads = GradBuffer::new();
@@ -62,12 +62,15 @@ pub fn optimizer_step(
         .shards
         .filter(|s| s.len() > 1 && settings.dropout_seeds.is_empty());
     for (micro, batch) in micro_batches.iter().enumerate() {
-        if let Some(&seed) = settings.dropout_seeds.get(micro) {
-            device.seed(seed);
-        }
+        let m = MicroBatch {
+            divisor,
+            precision: settings.precision,
+            loss_scale: scale,
+            dropout_seed: settings.dropout_seeds.get(micro).copied(),
+        };
         let (g, loss) = match shards {
-            Some(shards) => shards.gradients(&model, batch, divisor, settings.precision, scale, device),
-            None => micro_batch_gradients(&model, batch, divisor, settings.precision, scale, device),
+            Some(shards) => shards.gradients(model, batch, m, device),
+            None => micro_batch_gradients(model, batch, m, device),
         };
         grads.add(g);
         losses.push(loss);
@@ -82,14 +85,11 @@ pub fn optimizer_step(
     if let Some(s) = loss_scale {
         s.update(!finite);
         if !finite && s.scale >= MIN_SCALE {
-            return Ok((
-                model,
-                StepStats {
-                    loss,
-                    grad_norm,
-                    applied: false,
-                },
-            ));
+            return Ok(StepStats {
+                loss,
+                grad_norm,
+                applied: false,
+            });
         }
     }
     let step = settings.step;
@@ -108,42 +108,12 @@ pub fn optimizer_step(
         });
     }
     let factor = clip_factor(grad_norm, settings.grad_clip);
-    Ok((
-        optim.step(model, &grads, settings.lr, factor),
-        StepStats {
-            loss,
-            grad_norm,
-            applied: true,
-        },
-    ))
-}
-
-/// The gradients of `batch`'s mean loss divided by `divisor` (and times `loss_scale`) with
-/// respect to `model`'s parameters, and that divided loss `[1]` (unscaled, without autodiff).
-pub(crate) fn micro_batch_gradients(
-    model: &Gpt,
-    batch: &Batch,
-    divisor: f64,
-    precision: Precision,
-    loss_scale: f64,
-    device: &Device,
-) -> (GradBuffer, Tensor<1>) {
-    let (x, y) = batch_tensors(batch, device);
-    let logits = match precision {
-        Precision::F32 => model.forward(x),
-        low => cast_params(model, low).forward(x).cast(FloatDType::F32),
-    };
-    let loss = cross_entropy(logits, y);
-    let loss = if divisor != 1.0 { loss.div_scalar(divisor) } else { loss };
-    let value = loss.clone().inner();
-    let loss = if loss_scale != 1.0 {
-        loss.mul_scalar(loss_scale)
-    } else {
-        loss
-    };
-    let mut grads = GradBuffer::new();
-    grads.accumulate(model, &mut loss.backward());
-    (grads, value)
+    *model = optim.step(model.clone(), &grads, settings.lr, factor);
+    Ok(StepStats {
+        loss,
+        grad_norm,
+        applied: true,
+    })
 }
 
 /// Checks that `device` can compute in `precision` (bf16 has no arithmetic on wgpu, for one).
@@ -196,8 +166,7 @@ mod tests {
         let mut applied = 0;
         let mut last = f64::NAN;
         while applied < 3 {
-            let (m, s) = optimizer_step(model, &mut opt, &[batch()], settings, scale.as_mut(), &device).unwrap();
-            model = m;
+            let s = optimizer_step(&mut model, &mut opt, &[batch()], settings, scale.as_mut(), &device).unwrap();
             applied += usize::from(s.applied);
             last = s.loss;
         }

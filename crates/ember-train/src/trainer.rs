@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use ember_data::{Batch, BatchSampler, PreparedData, dataset};
 use ember_model::{Gpt, Precision};
 use tracing::info;
@@ -29,77 +29,16 @@ use crate::error::TrainError;
 use crate::eval::estimate_loss;
 use crate::finetune;
 use crate::metrics::{MetricsRecord, MetricsWriter};
+use crate::observer::{EvalReport, Observer, Outcome, StepReport};
 use crate::optim::AdamW;
-use crate::optim::adamw::Moments;
 use crate::optim::loss_scale::LossScale;
 use crate::parallel::{DataParallel, Reduce};
-use crate::params::{self, NamedData};
+use crate::params;
 use crate::run_dir;
+use crate::seeds::{EVAL_TRAIN_SALT, EVAL_VAL_SALT, dropout_seeds};
 use crate::shards::Shards;
+use crate::state::{load_model, moments_from, moments_to};
 use crate::step::{StepSettings, check_precision, optimizer_step};
-
-/// What one optimiser step measured.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepReport {
-    /// Steps completed.
-    pub step: u64,
-    /// The run's last step.
-    pub max_steps: u64,
-    /// Mean loss of the step's micro-batches.
-    pub train_loss: f64,
-    /// Learning rate used.
-    pub lr: f64,
-    /// Gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Training tokens per second of this step.
-    pub tokens_per_s: f64,
-}
-
-/// What an evaluation measured.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EvalReport {
-    /// Steps completed.
-    pub step: u64,
-    /// Loss on `eval_iters` training batches.
-    pub train_loss: f64,
-    /// Loss on `eval_iters` validation batches.
-    pub val_loss: f64,
-}
-
-/// Receives progress as training goes (the command line draws a progress bar from it).
-pub trait Observer {
-    /// Training begins at `step` (non-zero when resuming).
-    fn started(&mut self, _step: u64, _max_steps: u64) {}
-    /// A step finished.
-    fn step(&mut self, _report: &StepReport) {}
-    /// An evaluation finished.
-    fn evaluated(&mut self, _report: &EvalReport) {}
-    /// A checkpoint was written.
-    fn checkpointed(&mut self, _step: u64, _dir: &Path) {}
-}
-
-/// An observer that ignores everything.
-pub struct Silent;
-impl Observer for Silent {}
-
-/// How a call to [`Trainer::run`] ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// `max_steps` reached.
-    Finished {
-        /// Steps completed.
-        step: u64,
-        /// The last validation loss.
-        val_loss: Option<f64>,
-    },
-    /// Stopped early on request, after saving a checkpoint.
-    Interrupted {
-        /// Steps completed.
-        step: u64,
-        /// The checkpoint written.
-        checkpoint: PathBuf,
-    },
-}
 
 /// Counters that checkpoints carry across resumes.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,16 +54,37 @@ struct Progress {
     loss_scale: Option<LossScale>,
 }
 
+/// What trains: one model and its optimiser on one device, or replicas on several.
+enum Replicas {
+    One(Gpt, AdamW),
+    Parallel(DataParallel),
+}
+
+impl Replicas {
+    /// The model (the first replica's: all replicas are identical).
+    fn model(&self) -> &Gpt {
+        match self {
+            Replicas::One(model, _) => model,
+            Replicas::Parallel(dp) => dp.model(),
+        }
+    }
+
+    /// The optimiser (the first replica's).
+    fn optimizer(&self) -> &AdamW {
+        match self {
+            Replicas::One(_, optim) => optim,
+            Replicas::Parallel(dp) => dp.optimizer(),
+        }
+    }
+}
+
 /// A run in progress.
 pub struct Trainer {
     config: RunConfig,
     run_dir: PathBuf,
     device: Device,
     data: PreparedData,
-    model: Option<Gpt>,
-    optim: AdamW,
-    /// Replicas on several devices, when training data-parallel (then `model` is `None`).
-    parallel: Option<DataParallel>,
+    replicas: Replicas,
     /// Each micro-batch split across CPU threads (see [`crate::shards`]).
     shards: Option<Shards>,
     sampler: BatchSampler,
@@ -177,7 +137,11 @@ impl Trainer {
                 config.train.init_from.as_deref().expect("a source"),
                 &device.clone().autodiff(),
             )?,
-            None => config.model.init(config.train.seed, &device.clone().autodiff())?,
+            None => {
+                let device = device.clone().autodiff();
+                crate::memory::check_fits(&config.model, crate::memory::Use::of(&config, &device), &device)?;
+                config.model.init(config.train.seed, &device)?
+            }
         };
         let sampler = BatchSampler::new(config.train.batch_size, config.model.block_size, config.train.seed);
         let progress = Progress {
@@ -190,13 +154,11 @@ impl Trainer {
             loss_scale: (config.train.precision == Precision::F16).then(LossScale::default),
         };
         let mut trainer = Self {
-            optim: AdamW::new(config.train.adamw()),
+            replicas: Replicas::One(model, AdamW::new(config.train.adamw())),
             config,
             run_dir: run_dir.to_path_buf(),
             device,
             data,
-            model: Some(model),
-            parallel: None,
             shards: None,
             sampler,
             progress,
@@ -273,9 +235,7 @@ impl Trainer {
             run_dir: run_dir.to_path_buf(),
             device,
             data,
-            model: Some(model),
-            optim,
-            parallel: None,
+            replicas: Replicas::One(model, optim),
             shards: None,
             sampler,
             progress,
@@ -302,10 +262,7 @@ impl Trainer {
 
     /// The model (in training mode).
     pub fn model(&self) -> &Gpt {
-        match &self.parallel {
-            Some(dp) => dp.model(),
-            None => self.model.as_ref().expect("the model is present between steps"),
-        }
+        self.replicas.model()
     }
 
     /// Splits every micro-batch across `shards` (a CPU device's cores; see
@@ -349,8 +306,9 @@ impl Trainer {
                 format!("must be divisible by the {k} devices"),
             );
         }
-        let model = self.model.take().expect("the model is present between steps");
-        self.parallel = Some(DataParallel::new(&model, &self.optim, devices, reduce));
+        if let Replicas::One(model, optim) = &self.replicas {
+            self.replicas = Replicas::Parallel(DataParallel::new(model, optim, devices, reduce));
+        }
         Ok(self)
     }
 
@@ -447,36 +405,36 @@ impl Trainer {
         let batches: Vec<Batch> = (0..t.grad_accum)
             .map(|_| self.sampler.next_batch(&self.data.train))
             .collect();
-        let seeds: Vec<u64> = if self.config.model.dropout > 0.0 {
-            (0..t.grad_accum as u64)
-                .map(|micro| dropout_seed(t.seed, step, micro))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if let Some(dp) = &mut self.parallel {
-            return dp.step(&batches[0], lr, t.grad_clip, step + 1);
+        let dropout = self.config.model.dropout > 0.0;
+        match &mut self.replicas {
+            Replicas::Parallel(dp) => {
+                let seeds = if dropout {
+                    dropout_seeds(t.seed, step, dp.replicas())
+                } else {
+                    Vec::new()
+                };
+                dp.step(&batches[0], lr, t.grad_clip, step + 1, &seeds)
+            }
+            Replicas::One(model, optim) => {
+                let seeds = if dropout {
+                    dropout_seeds(t.seed, step, t.grad_accum)
+                } else {
+                    Vec::new()
+                };
+                let settings = StepSettings {
+                    lr,
+                    grad_clip: t.grad_clip,
+                    precision: t.precision,
+                    dropout_seeds: &seeds,
+                    shards: self.shards.as_ref(),
+                    step: step + 1,
+                };
+                let device = self.device.clone().autodiff();
+                let loss_scale = self.progress.loss_scale.as_mut();
+                let stats = optimizer_step(model, optim, &batches, settings, loss_scale, &device)?;
+                Ok((stats.loss, stats.grad_norm))
+            }
         }
-        let model = self.model.take().expect("the model is present between steps");
-        let device = self.device.clone().autodiff();
-        let settings = StepSettings {
-            lr,
-            grad_clip: t.grad_clip,
-            precision: t.precision,
-            dropout_seeds: &seeds,
-            shards: self.shards.as_ref(),
-            step: step + 1,
-        };
-        let (model, stats) = optimizer_step(
-            model,
-            &mut self.optim,
-            &batches,
-            settings,
-            self.progress.loss_scale.as_mut(),
-            &device,
-        )?;
-        self.model = Some(model);
-        Ok((stats.loss, stats.grad_norm))
     }
 
     /// Estimates the loss on `eval_iters` batches of each split (the same batches every time).
@@ -488,7 +446,7 @@ impl Trainer {
             &self.data.train,
             t.batch_size,
             t.eval_iters,
-            t.seed ^ 0x7472_6169_6e00,
+            t.seed ^ EVAL_TRAIN_SALT,
             &self.device,
         );
         let val_loss = estimate_loss(
@@ -496,7 +454,7 @@ impl Trainer {
             &self.data.val,
             t.batch_size,
             t.eval_iters,
-            t.seed ^ 0x7661_6c00,
+            t.seed ^ EVAL_VAL_SALT,
             &self.device,
         );
         let p = &mut self.progress;
@@ -525,99 +483,14 @@ impl Trainer {
             best_step: p.best_step,
             loss_scale: p.loss_scale,
             sampler: self.sampler.state(),
-            optimizer_steps: self.parallel.as_ref().map_or(&self.optim, |dp| dp.optimizer()).steps(),
+            optimizer_steps: self.replicas.optimizer().steps(),
             tokenizer_fingerprint: self.data.tokenizer.fingerprint(),
             config: self.config.clone(),
         };
         let model = params::read_params(self.model());
-        let optim = self.parallel.as_ref().map_or(&self.optim, |dp| dp.optimizer());
-        let dir = checkpoint::save(&self.run_dir, &state, &model, &moments_to(optim))?;
+        let moments = moments_to(self.replicas.optimizer());
+        let dir = checkpoint::save(&self.run_dir, &state, &model, &moments)?;
         checkpoint::prune(&self.run_dir, self.config.train.keep_last)?;
         Ok(dir)
     }
-}
-
-/// The dropout seed of micro-batch `micro` of step `step`: a pure function, so a resumed run
-/// draws the same masks.
-fn dropout_seed(seed: u64, step: u64, micro: u64) -> u64 {
-    let mut x = seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ micro.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    // SplitMix64 finaliser.
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// Builds the model of `config` on `device` and loads `weights` into it, listing every
-/// mismatch if they do not fit.
-pub fn load_model(
-    config: &RunConfig,
-    weights: &std::collections::BTreeMap<String, NamedData>,
-    source: &Path,
-    device: &Device,
-) -> Result<Gpt, TrainError> {
-    let model = config.model.init(config.train.seed, device)?;
-    let problems = params::mismatches(&model, weights);
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().take(8).map(|p| p.to_string()).collect();
-        return Err(TrainError::Checkpoint {
-            path: source.to_path_buf(),
-            message: format!(
-                "its weights do not fit the configured model ({} problem(s): {})",
-                problems.len(),
-                list.join("; ")
-            ),
-        });
-    }
-    Ok(params::load_params(model, weights))
-}
-
-fn moments_to(optim: &AdamW) -> std::collections::BTreeMap<String, NamedData> {
-    let mut out = std::collections::BTreeMap::new();
-    for (name, m) in optim.moments() {
-        for (prefix, t) in [("m", &m.m), ("v", &m.v)] {
-            let values = t.to_data().convert::<f32>().try_into_vec::<f32>().expect("f32");
-            out.insert(
-                format!("{prefix}.{name}"),
-                NamedData {
-                    shape: vec![values.len()],
-                    values,
-                },
-            );
-        }
-    }
-    out
-}
-
-fn moments_from(
-    saved: &std::collections::BTreeMap<String, NamedData>,
-    model: &Gpt,
-    source: &Path,
-    device: &Device,
-) -> Result<std::collections::BTreeMap<String, Moments>, TrainError> {
-    let mut out = std::collections::BTreeMap::new();
-    for (name, shape) in params::param_shapes(model) {
-        let numel: usize = shape.iter().product();
-        let get = |prefix: &str| -> Result<Tensor<1>, TrainError> {
-            let key = format!("{prefix}.{name}");
-            match saved.get(&key) {
-                Some(d) if d.values.len() == numel => {
-                    Ok(Tensor::from_data(TensorData::new(d.values.clone(), [numel]), device))
-                }
-                _ => Err(TrainError::Checkpoint {
-                    path: source.to_path_buf(),
-                    message: format!("the optimiser state lacks {key} of {numel} values"),
-                }),
-            }
-        };
-        if saved.contains_key(&format!("m.{name}")) {
-            out.insert(
-                name.clone(),
-                Moments {
-                    m: get("m")?,
-                    v: get("v")?,
-                },
-            );
-        }
-    }
-    Ok(out)
 }

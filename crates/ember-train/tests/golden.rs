@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use burn::module::Module;
 use burn::tensor::Device;
 use ember_model::{GenerateOptions, Generator, Sampler};
-use ember_train::trainer::{Observer, StepReport};
+use ember_train::observer::{Observer, StepReport};
 use ember_train::{RunConfig, Trainer};
 
 struct Losses(Vec<f64>);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ember_model::{GenerateOptions, Generator, Sampler};
 use ember_train::hf::{self, Card};
-use ember_train::{RunConfig, trainer::load_model};
+use ember_train::{RunConfig, state::load_model};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {

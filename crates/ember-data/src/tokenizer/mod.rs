@@ -71,9 +71,11 @@ impl Tokenizer {
 
     /// Reads `tokenizer.json` of either kind.
     pub fn load(path: &Path) -> Result<Self, DataError> {
-        let text = fs::read_to_string(path).map_err(|e| DataError::BadTokenizer {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
+        let text = crate::files::read_regular_text(path, crate::files::limit::TOKENIZER).map_err(|e| {
+            DataError::BadTokenizer {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            }
         })?;
         Self::from_json(&text).map_err(|reason| DataError::BadTokenizer {
             path: path.to_path_buf(),

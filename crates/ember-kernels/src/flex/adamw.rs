@@ -11,10 +11,12 @@
 //! in training they almost always are; a copy of the optimiser shares them until one step); θ is written to a fresh buffer, since the model's parameter
 //! still holds the old one.
 
+use std::mem::MaybeUninit;
+
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{contiguous_values, from_vec, uninit};
+use super::{Fresh, contiguous_values, from_vec};
 
 const CHUNK: usize = 1 << 15;
 
@@ -47,7 +49,7 @@ pub fn step(
     let (t, g) = (contiguous_values(&theta), contiguous_values(&grad));
     let n = t.len();
     assert_eq!(g.len(), n, "the gradient must have one value per parameter value");
-    let mut t2 = uninit(n);
+    let mut t2 = Fresh::new(n);
     let flat = burn_std::Shape::from(vec![n]);
     // The moments in place when they are ours alone and contiguous, else copies.
     let owned = |x: &FlexTensor| x.is_contiguous() && x.layout().start_offset() == 0 && x.is_unique();
@@ -62,20 +64,22 @@ pub fn step(
         let v2 = v.try_storage_mut::<f32>().expect("unique moment");
         assert!(m2.len() >= n && v2.len() >= n, "moments shorter than the parameter");
         if n <= CHUNK {
-            update(&mut t2, m2, v2, &t, &g, s); // too little work to share
+            update(t2.slots(), m2, v2, &t, &g, s); // too little work to share
         } else {
-            t2.par_chunks_mut(CHUNK)
+            t2.slots()
+                .par_chunks_mut(CHUNK)
                 .zip(m2.par_chunks_mut(CHUNK))
                 .zip(v2.par_chunks_mut(CHUNK))
                 .zip(t.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
                 .for_each(|(((t2, m2), v2), (t, g))| update(t2, m2, v2, t, g, s));
         }
     }
-    (from_vec(t2, shape), m, v)
+    // SAFETY: the chunks cover t2, and `update` writes every value of its chunk.
+    (from_vec(unsafe { t2.assume_init() }, shape), m, v)
 }
 
 vectorized! {
-    fn update(t2: &mut [f32], m: &mut [f32], v: &mut [f32], t: &[f32], g: &[f32], s: AdamWStep) {
+    fn update(t2: &mut [MaybeUninit<f32>], m: &mut [f32], v: &mut [f32], t: &[f32], g: &[f32], s: AdamWStep) {
         let step = s.lr / s.bias1;
         // Every slice exactly n long, so that the loop needs no bounds checks and vectorises.
         let n = t.len();
@@ -86,7 +90,7 @@ vectorized! {
             let vi = s.beta2 * v[i] + (1.0 - s.beta2) * gi * gi;
             m[i] = mi;
             v[i] = vi;
-            t2[i] = t[i] * s.decay - step * mi / (vi.sqrt() / s.sqrt_bias2 + s.eps);
+            t2[i].write(t[i] * s.decay - step * mi / (vi.sqrt() / s.sqrt_bias2 + s.eps));
         }
     }
 }

@@ -25,10 +25,11 @@ use burn_flex::{FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
 use rayon::prelude::*;
 
+use super::mat::Mat;
 use super::matmul::batch_starts;
 use super::softmax::{softmax_backward_rows, softmax_rows};
 use super::tiles::{Span, TILE_COLS, TILE_ROWS, pack, product};
-use super::{contiguous_values, uninit};
+use super::{Fresh, contiguous_values};
 
 /// Query rows per block.
 pub(super) const ROWS: usize = 64;
@@ -73,9 +74,10 @@ unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
+    /// The pointer `offset` values on (wrapping arithmetic: safe to compute; writing through
+    /// it is the caller's unsafe act, inside the buffer).
     pub(super) fn at(self, offset: usize) -> *mut f32 {
-        // SAFETY: callers stay inside the buffer the pointer came from.
-        unsafe { self.0.add(offset) }
+        self.0.wrapping_add(offset)
     }
 }
 
@@ -169,36 +171,6 @@ pub(super) fn tensor(values: Vec<f32>, layout: Layout) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(values), layout, burn::tensor::DType::F32)
 }
 
-/// One head's matrix `[rows, cols]`: a pointer and its (row, column) strides.
-#[derive(Clone, Copy)]
-pub(super) struct Mat {
-    ptr: *const f32,
-    pub(super) rs: isize,
-    pub(super) cs: isize,
-}
-
-impl Mat {
-    pub(super) fn of(ptr: *const f32, rs: isize, cs: isize) -> Self {
-        Self { ptr, rs, cs }
-    }
-
-    /// The transpose: the same values, rows and columns swapped.
-    pub(super) fn transposed(self) -> Self {
-        Self::of(self.ptr, self.cs, self.rs)
-    }
-
-    /// The matrix from row `row` on.
-    pub(super) fn rows_from(self, row: usize) -> Self {
-        Self::of(self.row_ptr(row), self.rs, self.cs)
-    }
-
-    /// Row `row` onwards.
-    pub(super) fn row_ptr(self, row: usize) -> *const f32 {
-        // SAFETY: callers pass rows inside the matrix.
-        unsafe { self.ptr.offset(row as isize * self.rs) }
-    }
-}
-
 /// Sizes shared by every head of one call.
 #[derive(Clone, Copy)]
 pub(super) struct Dims {
@@ -233,6 +205,7 @@ pub(super) unsafe fn head_forward(
         let Some(&block) = blocks.first() else {
             return; // no queries
         };
+        // SAFETY: the caller's promises, which are few_queries_forward's.
         return unsafe { few_queries_forward((q, k, v), dims, (block, extents), bias, p, keep, (o, o_rs)) };
     }
     let Dims { d, dv, tk, scale } = dims;
@@ -241,17 +214,18 @@ pub(super) unsafe fn head_forward(
     let v = pack(v, (tk, dv), v_packed);
     for &block in blocks {
         let Block { r0, rows, lo, n } = block;
-        let p = if keep { unsafe { p.add(r0 * tk) } } else { p };
+        let p = if keep { p.wrapping_add(r0 * tk) } else { p }; // the block's rows
         let rel = relative(extents, block);
         let rel = &rel[..rows];
         // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values, and the block's
         // keys lo..n lie inside every operand.
         unsafe {
-            if keep && lo > 0 {
-                // The keys before the block's first are not computed: their weights are 0.
-                for r in 0..rows {
-                    std::slice::from_raw_parts_mut(p.add(r * tk), lo).fill(0.0);
-                }
+            if keep {
+                // Kept probabilities start at 0: the keys before the block's first and after
+                // its last are not computed, and a tile leaves the columns past its rows'
+                // extents unwritten (the softmax sets those to 0 too). Written while the rows
+                // are in cache, and before the slice below reads them.
+                std::ptr::write_bytes(p, 0, rows * tk);
             }
             // S = Q Kᵀ  [rows, n − lo], from key lo: rows tk apart from p + lo
             let p_lo = p.add(lo);
@@ -264,15 +238,7 @@ pub(super) unsafe fn head_forward(
                 Span::Keys(rel),
             );
             let p_rows = std::slice::from_raw_parts_mut(p_lo, rows * tk - lo);
-            softmax_rows(
-                p_rows,
-                &bias[r0 * tk + lo..(r0 + rows) * tk],
-                tk,
-                rel,
-                n - lo,
-                scale,
-                keep,
-            );
+            softmax_rows(p_rows, &bias[r0 * tk + lo..(r0 + rows) * tk], tk, rel, n - lo, scale);
             // O = P V  [rows, dv], over keys lo..n
             let pm = Mat::of(p_lo, tk as isize, 1);
             product(
@@ -289,6 +255,10 @@ pub(super) unsafe fn head_forward(
 
 /// `dst ← lhs · rhs` through `gemm` on one thread; every operand is given by a pointer and
 /// its (row, column) strides.
+///
+/// # Safety
+/// `lhs` must address `[m, k]` readable values, `rhs` `[k, n]`, and `dst` `[m, n]` writable
+/// values no other thread touches (written, not read).
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_product(
     (m, n, k): (usize, usize, usize),
@@ -349,10 +319,9 @@ unsafe fn few_queries_forward(
     // SAFETY: as the caller promises; `p` holds `rows` rows of `tk` values, and keys lo..n lie
     // inside `k` and `v`.
     unsafe {
-        if keep && lo > 0 {
-            for r in 0..rows {
-                std::slice::from_raw_parts_mut(p.add(r * tk), lo).fill(0.0);
-            }
+        if keep {
+            // As in `head_forward`: kept probabilities start at 0.
+            std::ptr::write_bytes(p, 0, rows * tk);
         }
         // S = Q Kᵀ  [rows, n − lo], from key lo
         let p_lo = p.add(lo);
@@ -367,7 +336,7 @@ unsafe fn few_queries_forward(
             (k.cs, k.rs),
         );
         let p_rows = std::slice::from_raw_parts_mut(p_lo, rows * tk - lo);
-        softmax_rows(p_rows, &bias[lo..rows * tk], tk, rel, n - lo, scale, keep);
+        softmax_rows(p_rows, &bias[lo..rows * tk], tk, rel, n - lo, scale);
         // O = P V  [rows, dv], over keys lo..n
         gemm_product(
             (rows, dv, n - lo),
@@ -487,16 +456,12 @@ pub fn forward(
     let dims = Dims { d, dv, tk, scale };
     let (q, k, v) = (Operand::new(&q), Operand::new(&k), Operand::new(&v));
 
-    let mut out = uninit(batch * tq * heads * dv);
-    let mut probs = if keep_probs {
-        uninit(batch * heads * tq * tk)
-    } else {
-        Vec::new()
-    };
+    let mut out = Fresh::new(batch * tq * heads * dv);
+    let mut probs = Fresh::new(if keep_probs { batch * heads * tq * tk } else { 0 });
     let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
     pairs(batch, heads, tq, tk, d).for_each_init(
         || {
-            let scratch = if keep_probs { Vec::new() } else { uninit(ROWS * tk) };
+            let scratch = if keep_probs { Vec::new() } else { vec![0.0; ROWS * tk] };
             (scratch, [Vec::new(), Vec::new()])
         },
         |(scratch, copies), pair| {
@@ -523,6 +488,9 @@ pub fn forward(
             };
         },
     );
+    // SAFETY: the blocks cover every query row of every pair, and head_forward writes each
+    // block's output rows (its d-wide slice of them) and, kept, all of its probability rows.
+    let (out, probs) = unsafe { (out.assume_init(), probs.assume_init()) };
     let out = tensor(out, heads_last_layout(batch, heads, tq, dv));
     let probs = keep_probs.then(|| tensor(probs, Layout::contiguous(Shape::from(vec![batch, heads, tq, tk]))));
     (out, probs)
@@ -558,7 +526,7 @@ pub fn backward(
         Operand::new(&grad),
     );
 
-    let mut dq = uninit(batch * tq * heads * d);
+    let mut dq = Fresh::new(batch * tq * heads * d);
     let mut dk = vec![0.0f32; batch * tk * heads * d];
     let mut dv_ = vec![0.0f32; batch * tk * heads * dv];
     let (dq_ptr, dk_ptr, dv_ptr) = (
@@ -567,7 +535,7 @@ pub fn backward(
         SharedMut(dv_.as_mut_ptr()),
     );
     pairs(batch, heads, tq, tk, d).for_each_init(
-        || (uninit(ROWS * tk), [Vec::new(), Vec::new(), Vec::new(), Vec::new()]),
+        || (vec![0.0; ROWS * tk], [Vec::new(), Vec::new(), Vec::new(), Vec::new()]),
         |(scratch, copies), pair| {
             let (b, h) = (pair / heads, pair % heads);
             let p = &probs[pair * tq * tk..][..tq * tk];
@@ -588,6 +556,9 @@ pub fn backward(
             };
         },
     );
+    // SAFETY: the blocks cover every query row of every pair, and head_backward writes each
+    // block's rows of ∂Q (its d-wide slice of them).
+    let dq = unsafe { dq.assume_init() };
     (
         tensor(dq, heads_last_layout(batch, heads, tq, d)),
         tensor(dk, heads_last_layout(batch, heads, tk, d)),

@@ -8,10 +8,12 @@
 
 use burn_flex::FlexTensor;
 use burn_std::Shape;
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::math::exp;
-use super::{contiguous_values, from_vec, uninit};
+use super::{Fresh, contiguous_values, from_vec, written};
 
 const ROWS: usize = 64;
 
@@ -22,9 +24,10 @@ pub fn forward(logits: FlexTensor, targets: &[i64]) -> (FlexTensor, FlexTensor) 
     let z = contiguous_values(&logits);
     let n = z.len() / v;
     assert_eq!(targets.len(), n, "one target per row");
-    let mut probs = uninit(z.len());
+    let mut probs = Fresh::new(z.len());
     // Per-chunk sums added in order: the same loss whichever thread took which chunk.
     let sums: Vec<f64> = probs
+        .slots()
         .par_chunks_mut(v * ROWS)
         .zip(z.par_chunks(v * ROWS))
         .zip(targets.par_chunks(ROWS))
@@ -32,11 +35,12 @@ pub fn forward(logits: FlexTensor, targets: &[i64]) -> (FlexTensor, FlexTensor) 
         .collect();
     let nll: f64 = sums.iter().sum();
     let loss = from_vec(vec![(nll / n as f64) as f32], Shape::from(vec![1]));
-    (loss, from_vec(probs, shape))
+    // SAFETY: the chunks cover probs, whole rows each, and `rows` writes every row.
+    (loss, from_vec(unsafe { probs.assume_init() }, shape))
 }
 
 /// Softmax of each row into `p`; returns Σ −log p[target].
-fn rows(p: &mut [f32], z: &[f32], targets: &[i64]) -> f64 {
+fn rows(p: &mut [MaybeUninit<f32>], z: &[f32], targets: &[i64]) -> f64 {
     let v = z.len() / targets.len();
     let mut nll = 0.0f64;
     for ((p, z), &t) in p.chunks_mut(v).zip(z.chunks(v)).zip(targets) {
@@ -44,9 +48,12 @@ fn rows(p: &mut [f32], z: &[f32], targets: &[i64]) -> f64 {
         let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f32;
         for i in 0..v {
-            p[i] = exp::<false>(z[i] - max); // not in a `vectorized!` body: no FMA
-            sum += p[i];
+            let e = exp::<false>(z[i] - max); // not in a `vectorized!` body: no FMA
+            p[i].write(e);
+            sum += e;
         }
+        // SAFETY: the loop above wrote all v values.
+        let p = unsafe { written(p) };
         let inv = 1.0 / sum;
         for x in p.iter_mut() {
             *x *= inv;
@@ -68,18 +75,23 @@ pub fn backward(probs: FlexTensor, targets: &[i64], grad: f32) -> FlexTensor {
     let p = contiguous_values(&probs);
     let n = p.len() / v;
     let scale = grad / n as f32;
-    let mut dz = uninit(p.len());
-    dz.par_chunks_mut(v * ROWS)
+    assert_eq!(targets.len(), n, "one target per row");
+    let mut dz = Fresh::new(p.len());
+    dz.slots()
+        .par_chunks_mut(v * ROWS)
         .zip(p.par_chunks(v * ROWS))
         .zip(targets.par_chunks(ROWS))
         .for_each(|((dz, p), t)| {
             for ((dz, p), &t) in dz.chunks_mut(v).zip(p.chunks(v)).zip(t) {
                 let (dz, p) = (&mut dz[..v], &p[..v]);
                 for i in 0..v {
-                    dz[i] = p[i] * scale;
+                    dz[i].write(p[i] * scale);
                 }
+                // SAFETY: the loop above wrote all v values.
+                let dz = unsafe { written(dz) };
                 dz[t as usize] -= scale;
             }
         });
-    from_vec(dz, shape)
+    // SAFETY: the chunks cover dz, whole rows each, and every row is written above.
+    from_vec(unsafe { dz.assume_init() }, shape)
 }

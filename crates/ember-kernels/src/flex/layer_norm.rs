@@ -8,9 +8,11 @@
 
 use burn_flex::FlexTensor;
 use burn_std::Shape;
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
-use super::{contiguous_values, from_vec, uninit};
+use super::{Fresh, contiguous_values, from_vec};
 
 /// Rows per parallel task.
 const ROWS: usize = 64;
@@ -49,26 +51,29 @@ pub fn forward(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, eps: f64) ->
         contiguous_values(&bias),
     );
     let eps = eps as f32;
-    let mut y = uninit(x.len());
+    assert!(w.len() == d && b.len() == d, "one weight and one bias per feature");
+    let mut y = Fresh::new(x.len());
     if x.len() <= d * ROWS {
-        forward_rows(&mut y, &x, &w, &b, eps); // too little work to share
+        forward_rows(y.slots(), &x, &w, &b, eps); // too little work to share
     } else {
-        y.par_chunks_mut(d * ROWS)
+        y.slots()
+            .par_chunks_mut(d * ROWS)
             .zip(x.par_chunks(d * ROWS))
             .for_each(|(y, x)| forward_rows(y, x, &w, &b, eps));
     }
-    from_vec(y, shape)
+    // SAFETY: the chunks cover y, whole rows each, and forward_rows writes every row.
+    from_vec(unsafe { y.assume_init() }, shape)
 }
 
 vectorized! {
-    fn forward_rows(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    fn forward_rows(y: &mut [MaybeUninit<f32>], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
         let d = w.len();
         let (w, b) = (&w[..d], &b[..d]);
         for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
             let (y, x) = (&mut y[..d], &x[..d]);
             let (mean, rstd) = stats(x, eps);
             for i in 0..d {
-                y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+                y[i].write((x[i] - mean) * rstd * w[i] + b[i]);
             }
         }
     }
@@ -76,10 +81,19 @@ vectorized! {
 
 vectorized! {
     /// ∂x of the rows in `x`, and their contributions added to ∂w and ∂b.
-    fn backward_rows(dx: &mut [f32], x: &[f32], g: &[f32], w: &[f32], eps: f32, dw: &mut [f32], db: &mut [f32]) {
+    fn backward_rows(
+        dx: &mut [MaybeUninit<f32>],
+        x: &[f32],
+        g: &[f32],
+        w: &[f32],
+        eps: f32,
+        dw: &mut [f32],
+        db: &mut [f32]
+    ) {
         let d = w.len();
-        let mut xhat = vec![0.0f32; d];
-        let (w, dw, db, xhat) = (&w[..d], &mut dw[..d], &mut db[..d], &mut xhat[..d]);
+        let (mut xhat, mut gw) = (vec![0.0f32; d], vec![0.0f32; d]);
+        let (w, dw, db) = (&w[..d], &mut dw[..d], &mut db[..d]);
+        let (xhat, gw) = (&mut xhat[..d], &mut gw[..d]);
         for ((dx, x), dy) in dx.chunks_mut(d).zip(x.chunks(d)).zip(g.chunks(d)) {
             // Every slice exactly d long, so that the loops below need no bounds checks.
             let (dx, x, dy) = (&mut dx[..d], &x[..d], &dy[..d]);
@@ -91,11 +105,11 @@ vectorized! {
             }
             let mean_g = sum_by(dy, w, |g, w| g * w) / d as f32;
             for i in 0..d {
-                dx[i] = dy[i] * w[i]; // g = ∂y ⊙ w, kept in dx for the next sum
+                gw[i] = dy[i] * w[i]; // g = ∂y ⊙ w
             }
-            let mean_gx = sum_by(dx, xhat, |g, xh| g * xh) / d as f32;
+            let mean_gx = sum_by(gw, xhat, |g, xh| g * xh) / d as f32;
             for i in 0..d {
-                dx[i] = rstd * (dx[i] - mean_g - xhat[i] * mean_gx);
+                dx[i].write(rstd * (gw[i] - mean_g - xhat[i] * mean_gx));
             }
         }
     }
@@ -111,9 +125,14 @@ pub fn backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor, eps: f64) -
         contiguous_values(&grad),
     );
     let eps = eps as f32;
-    let mut dx = uninit(x.len());
+    assert!(
+        w.len() == d && g.len() == x.len(),
+        "one weight per feature, one gradient per input"
+    );
+    let mut dx = Fresh::new(x.len());
     // Each task also sums its rows' contributions to ∂w and ∂b; the partial sums are added after.
     let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .slots()
         .par_chunks_mut(d * ROWS)
         .zip(x.par_chunks(d * ROWS).zip(g.par_chunks(d * ROWS)))
         .map(|(dx, (x, g))| {
@@ -130,7 +149,8 @@ pub fn backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor, eps: f64) -
         }
     }
     (
-        from_vec(dx, shape),
+        // SAFETY: the chunks cover dx, whole rows each, and backward_rows writes every row.
+        from_vec(unsafe { dx.assume_init() }, shape),
         from_vec(dw, Shape::from(vec![d])),
         from_vec(db, Shape::from(vec![d])),
     )

@@ -1,11 +1,13 @@
 //! Matrix product through the `gemm` crate (as Burn's flex backend does), writing straight
 //! into a fresh output buffer. Strided inputs (transposed or narrowed views) are read in place.
 
+use std::mem::MaybeUninit;
+
 use burn_flex::FlexTensor;
 use burn_std::Shape;
 use rayon::prelude::*;
 
-use super::{contiguous_values, from_vec, gemv, uninit};
+use super::{Fresh, contiguous_values, from_vec, gemv, write_all};
 
 /// Below this many multiply-adds a product runs on one thread.
 const PARALLEL_THRESHOLD: usize = 1 << 18;
@@ -27,16 +29,17 @@ pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     let lhs_data: &[f32] = lhs.storage();
     let rhs_data: &[f32] = rhs.storage();
 
-    let mut out = uninit(batch * m * n);
-    let one = |b: usize, dst: &mut [f32], parallelism: gemm::Parallelism| {
+    let mut out = Fresh::new(batch * m * n);
+    let one = |b: usize, dst: &mut [MaybeUninit<f32>], parallelism: gemm::Parallelism| {
         // SAFETY: the offsets and strides come from the tensors' own layouts, so every element
-        // read lies inside their storage; `dst` holds exactly m·n values, written row-major.
+        // read lies inside their storage; `dst` holds exactly m·n values, which gemm writes
+        // row-major without reading them (read_dst false).
         unsafe {
             gemm::gemm(
                 m,
                 n,
                 k,
-                dst.as_mut_ptr(),
+                dst.as_mut_ptr().cast::<f32>(),
                 1,
                 n as isize,
                 false,
@@ -59,28 +62,31 @@ pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     if m * n == 0 {
         // nothing to compute
     } else if k == 0 {
-        out.fill(0.0);
+        out.slots().fill(MaybeUninit::new(0.0));
     } else if batch == 1 || work >= PARALLEL_THRESHOLD {
         let parallelism = if work >= PARALLEL_THRESHOLD {
             gemm::Parallelism::Rayon(0)
         } else {
             gemm::Parallelism::None
         };
-        for (b, dst) in out.chunks_mut(m * n).enumerate() {
+        for (b, dst) in out.slots().chunks_mut(m * n).enumerate() {
             one(b, dst, parallelism);
         }
     } else if batch * work < PARALLEL_THRESHOLD {
-        for (b, dst) in out.chunks_mut(m * n).enumerate() {
+        for (b, dst) in out.slots().chunks_mut(m * n).enumerate() {
             one(b, dst, gemm::Parallelism::None); // too little work to share
         }
     } else {
-        out.par_chunks_mut(m * n)
+        out.slots()
+            .par_chunks_mut(m * n)
             .enumerate()
             .for_each(|(b, dst)| one(b, dst, gemm::Parallelism::None));
     }
     let mut dims = ls[..rank - 2].to_vec();
     dims.extend([m, n]);
-    from_vec(out, Shape::from(dims))
+    // SAFETY: gemm wrote each of the batch's m·n blocks (or the zeros did, for k = 0); with
+    // m·n = 0 there is nothing to write.
+    from_vec(unsafe { out.assume_init() }, Shape::from(dims))
 }
 
 /// `x · w + b` for `x` `[rows, k]`, `w` `[k, n]`, `b` `[n]`: the output starts as copies of
@@ -101,7 +107,7 @@ pub fn linear(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
         // thread helps read from memory (see `gemv`).
         let x_row = contiguous_values(&x);
         let w_data: &[f32] = w.storage();
-        let mut out = uninit(n);
+        let mut out = vec![0.0; n]; // one row: zeroing it costs nothing worth saving
         gemv::row_times_matrix(
             &mut out,
             &x_row,
@@ -111,12 +117,14 @@ pub fn linear(x: FlexTensor, w: FlexTensor, b: FlexTensor) -> FlexTensor {
         );
         return from_vec(out, Shape::from(vec![1, n]));
     }
-    let mut out = uninit(m * n);
+    let mut out = Fresh::new(m * n);
     if n > 0 {
-        for row in out.chunks_mut(n) {
-            row.copy_from_slice(&bias);
+        for row in out.slots().chunks_mut(n) {
+            write_all(row, &bias);
         }
     }
+    // SAFETY: every row now holds the bias.
+    let mut out = unsafe { out.assume_init() };
     if m * n > 0 && k > 0 {
         let (x_rs, x_cs) = (x.layout().strides()[0], x.layout().strides()[1]);
         let x_data: &[f32] = x.storage();

@@ -17,10 +17,14 @@ macro_rules! vectorized {
             fn body<const FMA: bool>($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                /// # Safety
+                /// The CPU must have AVX-512 (F, VL), AVX2 and FMA.
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
                 unsafe fn avx512($($arg: $ty),*) {
                     body::<true>($($arg),*)
                 }
+                /// # Safety
+                /// The CPU must have AVX2 and FMA.
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) {
                     body::<true>($($arg),*)
@@ -51,21 +55,29 @@ pub(crate) enum Simd {
 
 /// The widest instruction set this CPU has, capped by the environment variable `EMBER_SIMD`
 /// (`avx512`, `avx2` or `baseline`), which lets the tests run the narrower paths on a CPU that
-/// has the wider ones. Decided once per process.
-///
-/// # Panics
-/// If `EMBER_SIMD` is set to anything else.
+/// has the wider ones. Decided once per process. A value that names no instruction set caps
+/// nothing here: [`simd_cap`] reports it, and the command line checks it before any kernel runs.
 pub(crate) fn simd() -> Simd {
     static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let cap = match std::env::var("EMBER_SIMD").as_deref() {
-            Err(_) | Ok("avx512") => Simd::Avx512,
-            Ok("avx2") => Simd::Avx2,
-            Ok("baseline") => Simd::Baseline,
-            Ok(other) => panic!("EMBER_SIMD={other:?} is not an instruction set; use avx512, avx2 or baseline"),
-        };
-        detected().min(cap)
-    })
+    *LEVEL.get_or_init(|| detected().min(simd_cap().unwrap_or(Simd::Avx512)))
+}
+
+/// The cap `EMBER_SIMD` sets: the widest set when unset, an error naming the value otherwise.
+pub(crate) fn simd_cap() -> Result<Simd, String> {
+    match std::env::var("EMBER_SIMD") {
+        Err(std::env::VarError::NotPresent) => Ok(Simd::Avx512),
+        Ok(value) => match value.as_str() {
+            "avx512" => Ok(Simd::Avx512),
+            "avx2" => Ok(Simd::Avx2),
+            "baseline" => Ok(Simd::Baseline),
+            other => Err(format!(
+                "EMBER_SIMD={other:?} is not an instruction set: set it to avx512, avx2 or baseline, or unset it"
+            )),
+        },
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err("EMBER_SIMD is not valid text: set it to avx512, avx2 or baseline, or unset it".into())
+        }
+    }
 }
 
 /// The widest instruction set this CPU has.
@@ -89,6 +101,7 @@ mod cross_entropy;
 mod gelu;
 mod gemv;
 mod layer_norm;
+mod mat;
 mod math;
 mod matmul;
 mod self_attention;
@@ -96,6 +109,7 @@ mod softmax;
 mod tiles;
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use burn_flex::{Flex, FlexTensor, Layout};
 use burn_std::{Bytes, Shape};
@@ -296,13 +310,57 @@ pub(crate) fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
     )
 }
 
-/// An uninitialised f32 buffer of `n` values, for kernels that write every element (zeroing
-/// it first would be one more pass over memory per result).
-#[allow(clippy::uninit_vec)]
-pub(crate) fn uninit(n: usize) -> Vec<f32> {
-    let mut v = Vec::with_capacity(n);
-    // SAFETY: f32 has no invalid bit patterns, and every caller writes all `n` values before
-    // reading any.
-    unsafe { v.set_len(n) };
-    v
+/// `n` f32 values a kernel is about to write: the spare capacity of an empty `Vec`, so that
+/// no pass zeroes memory every value of which is overwritten. The kernel writes through
+/// [`slots`](Self::slots) or [`as_mut_ptr`](Self::as_mut_ptr); the values become the `Vec`'s
+/// only through [`assume_init`](Self::assume_init), once every one is written.
+pub(crate) struct Fresh {
+    values: Vec<f32>,
+    n: usize,
+}
+
+impl Fresh {
+    pub(crate) fn new(n: usize) -> Self {
+        Self {
+            values: Vec::with_capacity(n),
+            n,
+        }
+    }
+
+    /// The `n` values, none of them written yet.
+    pub(crate) fn slots(&mut self) -> &mut [MaybeUninit<f32>] {
+        &mut self.values.spare_capacity_mut()[..self.n]
+    }
+
+    /// The first value, for kernels that write through pointers.
+    pub(crate) fn as_mut_ptr(&mut self) -> *mut f32 {
+        self.values.as_mut_ptr()
+    }
+
+    /// The written values.
+    ///
+    /// # Safety
+    /// Every one of the `n` values must have been written.
+    pub(crate) unsafe fn assume_init(mut self) -> Vec<f32> {
+        // SAFETY: the capacity is at least n, and the caller wrote all n values.
+        unsafe { self.values.set_len(self.n) };
+        self.values
+    }
+}
+
+/// `slots` as the values they hold.
+///
+/// # Safety
+/// Every value of `slots` must have been written.
+pub(crate) unsafe fn written(slots: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and the caller wrote every value.
+    unsafe { &mut *(slots as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Writes `values` into `slots` (of the same length).
+pub(crate) fn write_all(slots: &mut [MaybeUninit<f32>], values: &[f32]) {
+    assert_eq!(slots.len(), values.len(), "one value per slot");
+    for (slot, &v) in slots.iter_mut().zip(values) {
+        slot.write(v);
+    }
 }

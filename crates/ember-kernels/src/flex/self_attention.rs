@@ -17,11 +17,12 @@ use burn_flex::{FlexTensor, Layout};
 use burn_std::Shape;
 
 use super::attention::{
-    Dims, Mat, ROWS, SharedMut, blocks, head_backward, head_forward, key_extents, key_starts, pairs, tensor,
+    Dims, ROWS, SharedMut, blocks, head_backward, head_forward, key_extents, key_starts, pairs, tensor,
 };
+use super::mat::Mat;
 use rayon::prelude::*;
 
-use super::{contiguous_values, from_vec, uninit};
+use super::{Fresh, contiguous_values, from_vec};
 
 /// The operands every self-attention pass reads, checked and as contiguous values.
 struct Operands<'a> {
@@ -105,19 +106,15 @@ pub fn self_forward(
     let blocks = blocks(&key_starts(&bias, t, t), &extents);
     let dims = Dims { d, dv: d, tk: t, scale };
 
-    let mut out = uninit(batch * t * dm);
-    let mut probs = if keep_probs {
-        uninit(batch * heads * t * t)
-    } else {
-        Vec::new()
-    };
+    let mut out = Fresh::new(batch * t * dm);
+    let mut probs = Fresh::new(if keep_probs { batch * heads * t * t } else { 0 });
     let (out_ptr, probs_ptr) = (SharedMut(out.as_mut_ptr()), SharedMut(probs.as_mut_ptr()));
     pairs(batch, heads, t, t, d).for_each_init(
         || {
             (
-                uninit(t * d),
-                uninit(t * d),
-                if keep_probs { Vec::new() } else { uninit(ROWS * t) },
+                vec![0.0; t * d],
+                vec![0.0; t * d],
+                if keep_probs { Vec::new() } else { vec![0.0; ROWS * t] },
                 [Vec::new(), Vec::new()],
             )
         },
@@ -153,6 +150,9 @@ pub fn self_forward(
             };
         },
     );
+    // SAFETY: the blocks cover every query row of every pair, and head_forward writes each
+    // block's output rows (its d-wide slice of them) and, kept, all of its probability rows.
+    let (out, probs) = unsafe { (out.assume_init(), probs.assume_init()) };
     let out = from_vec(out, Shape::from(vec![batch, t, dm]));
     let probs = keep_probs.then(|| tensor(probs, Layout::contiguous(Shape::from(vec![batch, heads, t, t]))));
     (out, probs)
@@ -216,10 +216,10 @@ pub fn cached_forward(
     let k_ptr = SharedMut(keys.storage_mut::<f32>().as_mut_ptr());
     let v_ptr = SharedMut(values.storage_mut::<f32>().as_mut_ptr());
 
-    let mut out = uninit(batch * s * dm);
+    let mut out = Fresh::new(batch * s * dm);
     let out_ptr = SharedMut(out.as_mut_ptr());
     pairs(batch, heads, s, tk, d).for_each_init(
-        || (uninit(s * d), uninit(ROWS * tk), [Vec::new(), Vec::new()]),
+        || (vec![0.0; s * d], vec![0.0; ROWS * tk], [Vec::new(), Vec::new()]),
         |(q_rot, scratch, copies), pair| {
             let (b, h) = (pair / heads, pair % heads);
             let base = b * s * width;
@@ -259,6 +259,8 @@ pub fn cached_forward(
             };
         },
     );
+    // SAFETY: as in `self_forward`, every output row is written.
+    let out = unsafe { out.assume_init() };
     (from_vec(out, Shape::from(vec![batch, s, dm])), keys, values)
 }
 
@@ -305,11 +307,11 @@ pub fn self_backward(
         || {
             (
                 [
-                    uninit(t * d),
-                    uninit(t * d),
-                    uninit(t * d),
-                    uninit(t * d),
-                    uninit(ROWS * t),
+                    vec![0.0; t * d],
+                    vec![0.0; t * d],
+                    vec![0.0; t * d],
+                    vec![0.0; t * d],
+                    vec![0.0; ROWS * t],
                 ],
                 [Vec::new(), Vec::new(), Vec::new(), Vec::new()],
             )

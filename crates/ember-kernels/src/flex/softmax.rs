@@ -26,7 +26,7 @@ pub fn forward(scores: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
     // Rows `first_row..` of the flattened scores; row r uses bias row r mod q.
     let rows = |p: &mut [f32], first_row: usize| {
         for (r, p) in p.chunks_mut(k).enumerate() {
-            softmax_rows(p, &b[((first_row + r) % q) * k..][..k], k, &[k], k, scale, false);
+            softmax_rows(p, &b[((first_row + r) % q) * k..][..k], k, &[k], k, scale);
         }
     };
     if p.len() <= k * ROWS {
@@ -42,7 +42,7 @@ pub fn forward(scores: FlexTensor, bias: FlexTensor, scale: f32) -> FlexTensor {
 vectorized! {
     /// Softmax of `s · scale + bias` over the first `extents[r]` columns of each row `r` (row
     /// stride `stride`), in place; columns `extents[r]..n` (keys the mask hides from this row
-    /// but not from its whole block) are set to 0, and with `zero_rest` so are `n..stride`.
+    /// but not from its whole block) are set to 0, and columns `n..stride` left as they are.
     /// The loops run to the extent rounded up to a multiple of 8 (within `n`): the columns past
     /// the extent are masked (bias −∞, weight exactly 0), and whole 8-wide chunks keep short
     /// causal rows in vector code instead of a scalar tail with its own exponentials.
@@ -52,11 +52,10 @@ vectorized! {
         stride: usize,
         extents: &[usize],
         n: usize,
-        scale: f32,
-        zero_rest: bool
+        scale: f32
     ) {
         for ((row, b), &m) in s.chunks_mut(stride).zip(bias.chunks(stride)).zip(extents) {
-            let (row, rest) = row.split_at_mut(n);
+            let row = &mut row[..n];
             let m = m.next_multiple_of(8).min(n);
             let (p, hidden) = row.split_at_mut(m);
             let b = &b[..m];
@@ -102,9 +101,6 @@ vectorized! {
                 *x *= inv;
             }
             hidden.fill(0.0);
-            if zero_rest {
-                rest.fill(0.0);
-            }
         }
     }
 }

@@ -23,7 +23,7 @@
 //! contiguous, the last padded with zeros. The left operand is read one element at a time,
 //! through any strides.
 
-use super::attention::Mat;
+use super::mat::Mat;
 use super::math::madd;
 
 /// Output rows per register tile.
@@ -64,18 +64,18 @@ impl Panels {
     /// The operand from column `col` on, a multiple of the panel width.
     pub(super) fn cols_from(self, col: usize) -> Self {
         debug_assert!(col.is_multiple_of(TC), "columns start on a panel");
-        // SAFETY: callers pass a column inside the matrix, on a panel boundary.
+        // Wrapping arithmetic: safe to compute; [`product`]'s callers read inside the matrix.
         Self {
-            ptr: unsafe { self.ptr.add(col / TC * self.panel) },
+            ptr: self.ptr.wrapping_add(col / TC * self.panel),
             ..self
         }
     }
 
     /// The operand from row `row` on.
     pub(super) fn rows_from(self, row: usize) -> Self {
-        // SAFETY: callers pass a row inside the matrix.
+        // Wrapping arithmetic, as in `cols_from`.
         Self {
-            ptr: unsafe { self.ptr.add(row * self.row) },
+            ptr: self.ptr.wrapping_add(row * self.row),
             ..self
         }
     }
@@ -195,14 +195,15 @@ vectorized! {
                     unsafe { (out as *mut [f32; TC]).write_unaligned(*acc) };
                     continue;
                 }
-                // SAFETY: as above.
-                let out = unsafe { std::slice::from_raw_parts_mut(out, width) };
                 if accumulate {
+                    // SAFETY: as above; accumulated outputs hold values already.
+                    let out = unsafe { std::slice::from_raw_parts_mut(out, width) };
                     for (o, &s) in out.iter_mut().zip(acc) {
                         *o += s;
                     }
                 } else {
-                    out.copy_from_slice(&acc[..width]);
+                    // SAFETY: as above (the output may not hold values yet: written, not read).
+                    unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), out, width) };
                 }
             }
         }

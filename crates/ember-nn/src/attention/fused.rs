@@ -14,7 +14,6 @@
 use burn::nn::Dropout;
 use burn::tensor::Tensor;
 
-use super::sdpa::{dropout_active, scale};
 use super::{AttentionCache, AttentionKind, AttentionMask, AttentionTables, CausalSelfAttention};
 use crate::rope::RotaryEncoding;
 
@@ -135,4 +134,14 @@ pub(crate) fn attention_with_weights(
         shared,
         scale(q),
     ))
+}
+
+/// `1 / √d_head`, the scores' scale.
+fn scale(q: &Tensor<4>) -> f64 {
+    1.0 / (q.dims()[3] as f64).sqrt()
+}
+
+/// Whether `dropout` would change its input here (training, on an autodiff device, p > 0).
+fn dropout_active<const D: usize>(dropout: &Dropout, x: &Tensor<D>) -> bool {
+    dropout.prob > 0.0 && dropout.training.is_enabled() && x.device().is_autodiff()
 }

@@ -60,7 +60,7 @@ pub fn with_weights(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>) -
 }
 
 /// `1 / √d_head`.
-pub(crate) fn scale(q: &Tensor<4>) -> f64 {
+fn scale(q: &Tensor<4>) -> f64 {
     1.0 / (q.dims()[3] as f64).sqrt()
 }
 
@@ -72,11 +72,6 @@ pub(crate) fn softmax_weights(scores: Tensor<4>, scale: f64, bias: Tensor<3>) ->
     let scores = scores.mul_scalar(scale);
     let scores = scores.clone() + bias.cast(scores.dtype()).unsqueeze::<4>(); // masked entries become −∞
     softmax(scores, 3) // each row sums to 1 over the allowed keys
-}
-
-/// Whether `dropout` would change its input here (training, on an autodiff device, p > 0).
-pub(crate) fn dropout_active<const D: usize>(dropout: &Dropout, x: &Tensor<D>) -> bool {
-    dropout.prob > 0.0 && dropout.training.is_enabled() && x.device().is_autodiff()
 }
 
 #[cfg(test)]
