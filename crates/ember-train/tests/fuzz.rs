@@ -58,56 +58,21 @@ const WORDS: &[u64] = &[
     i64::MAX as u64,
     u64::MAX,
 ];
+#[rustfmt::skip]
 const NUMBERS: &[&str] = &[
-    "0",
-    "1",
-    "-1",
-    "2",
-    "3",
-    "255",
-    "256",
-    "65535",
-    "65536",
-    "4294967295",
-    "4294967296",
-    "9223372036854775807",
-    "18446744073709551615",
-    "18446744073709551616",
-    "99999999999999999999999",
-    "1e308",
-    "-0",
-    "0.5",
-    "1e-320",
-    "NaN",
-    "inf",
-    "-inf",
+    "0", "1", "-1", "2", "3", "255", "256", "65535", "65536", "4294967295", "4294967296",
+    "9223372036854775807", "18446744073709551615", "18446744073709551616",
+    "99999999999999999999999", "1e308", "-0", "0.5", "1e-320", "NaN", "inf", "-inf",
 ];
+#[rustfmt::skip]
 const STRINGS: &[&str] = &[
-    "",
-    "x",
-    "é",
-    "☃☃",
-    "\\u0000",
-    "../../x",
-    "/etc/passwd",
-    "model.safetensors",
-    "manifest.json",
-    "F64",
-    "I64",
-    "BPE",
-    "WordPiece",
-    "char",
-    "bpe",
-    "flex",
-    "cuda",
-    "rope",
-    "alibi",
-    "none",
-    "ééééééééééééé",
-    "0123456789a☃b☃c",
+    "", "x", "é", "☃☃", "\\u0000", "../../x", "/etc/passwd", "model.safetensors", "manifest.json",
+    "F64", "I64", "BPE", "WordPiece", "char", "bpe", "flex", "cuda", "rope", "alibi", "none",
+    "ééééééééééééé", "0123456789a☃b☃c",
 ];
-/// Characters of two, three and four bytes in UTF-8: text stays valid where a byte flip
-/// would make it invalid, and code that slices strings by bytes meets a boundary.
+/// Characters of one to four bytes in UTF-8 (NUL and a byte-order mark among them): text stays
+/// valid where a byte flip would make it invalid, and code that slices strings by bytes meets
+/// a character boundary.
 const CHARS: &[char] = &['é', '☃', '😀', '\u{0}', '\u{FEFF}'];
 
 /// One to eight stacked mutations of `seed`.
@@ -146,7 +111,7 @@ fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
                 let extra: Vec<u8> = (0..1 + rng.below(16)).map(|_| rng.next() as u8).collect();
                 b.splice(at..at, extra);
             }
-            7 => replace_run(rng, &mut b, |c| c.is_ascii_digit(), rng_pick_str(NUMBERS)),
+            7 => replace_run(rng, &mut b, |c| c.is_ascii_digit(), NUMBERS),
             8 => replace_quoted(rng, &mut b),
             9 => {
                 let at = rng.below(n + 1);
@@ -172,19 +137,15 @@ fn range(rng: &mut Rng, n: usize) -> (usize, usize) {
     (i, len)
 }
 
-fn rng_pick_str(items: &'static [&'static str]) -> impl Fn(&mut Rng) -> &'static str {
-    move |rng| *rng.pick(items)
-}
-
-/// Replaces a maximal run of bytes matching `is` (found from a random start) by `with`.
-fn replace_run(rng: &mut Rng, b: &mut Vec<u8>, is: impl Fn(u8) -> bool, with: impl Fn(&mut Rng) -> &'static str) {
+/// Replaces a maximal run of bytes matching `is` (found from a random start) by one of `with`.
+fn replace_run(rng: &mut Rng, b: &mut Vec<u8>, is: impl Fn(u8) -> bool, with: &[&str]) {
     let start = rng.below(b.len() + 1);
     let Some(i) = b[start..].iter().position(|&c| is(c)).map(|p| p + start) else {
         return;
     };
     let end = b[i..].iter().position(|&c| !is(c)).map_or(b.len(), |p| p + i);
-    let text = with(rng).as_bytes().to_vec();
-    b.splice(i..end, text);
+    let text = *rng.pick(with);
+    b.splice(i..end, text.bytes());
 }
 
 /// Replaces the text of a JSON/TOML string (between two quotes) by an interesting one.
