@@ -71,7 +71,8 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
         }
         (None, Some(run_dir)) => {
             let saved = RunConfig::parse(
-                &std::fs::read_to_string(run_dir.join("config.toml")).unwrap_or_default(),
+                &ember_data::files::read_regular_text(&run_dir.join("config.toml"), ember_data::files::limit::CONFIG)
+                    .unwrap_or_default(),
                 &[],
                 "config.toml",
             )

@@ -74,6 +74,55 @@ fn a_flipped_byte_in_a_runs_token_file_stops_the_resume_with_the_file_named() {
 }
 
 #[test]
+fn a_run_whose_files_are_replaced_by_fifos_is_refused_without_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    nano_config(dir, "");
+    ok(
+        dir,
+        &[
+            "-q",
+            "train",
+            "--config",
+            "nano.toml",
+            "--out",
+            "run",
+            "--set",
+            "train.max_steps=4",
+            "--set",
+            "train.warmup_steps=2",
+        ],
+    );
+    let limit = Duration::from_secs(60);
+    for (file, args, expected) in [
+        (
+            "metrics.jsonl",
+            vec!["report", "--run", "run"],
+            "metrics.jsonl: it is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            "tokens/val.bin",
+            vec!["train", "--resume", "run", "--set", "train.max_steps=8"],
+            "val.bin is damaged (it is a FIFO (named pipe), not a regular file)",
+        ),
+        (
+            "tokenizer.json",
+            vec!["sample", "--run", "run", "--max-new-tokens", "4"],
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+    ] {
+        let path = dir.join("run").join(file);
+        let kept = dir.join("kept");
+        fs::rename(&path, &kept).unwrap();
+        mkfifo(&path);
+        let line = fails_within(dir, &args, limit);
+        assert!(line.contains(expected), "{file}: expected {expected:?} in {line:?}");
+        fs::remove_file(&path).unwrap();
+        fs::rename(&kept, &path).unwrap();
+    }
+}
+
+#[test]
 fn devices_fifos_symlink_loops_and_directories_are_refused_without_blocking() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -17,10 +17,13 @@ pub mod limit {
     /// A weights file (safetensors): bounded by the disk rather than by a format, but still
     /// only a regular file, read no further than its size.
     pub const WEIGHTS: u64 = 1 << 40;
+    /// A run's `metrics.jsonl` (a million logged steps is about 200 MB).
+    pub const METRICS: u64 = 4 << 30;
 }
 
-/// The bytes of `path`, which must be a regular file of at most `limit` bytes.
-pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+/// Opens `path` for reading if it is a regular file. Checked before opening: opening a FIFO
+/// would wait for a writer, and a device would never end.
+pub fn open_regular(path: &Path) -> io::Result<File> {
     let meta = fs::metadata(path)?;
     if !meta.is_file() {
         return Err(io::Error::new(
@@ -28,12 +31,19 @@ pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
             format!("it is {}, not a regular file", kind(&meta)),
         ));
     }
-    if meta.len() > limit {
-        return Err(too_large(meta.len(), limit));
+    File::open(path)
+}
+
+/// The bytes of `path`, which must be a regular file of at most `limit` bytes.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let file = open_regular(path)?;
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Err(too_large(size, limit));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(size as usize);
     // `take`: a file that grows while it is read still stops at the limit.
-    File::open(path)?.take(limit + 1).read_to_end(&mut bytes)?;
+    file.take(limit + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > limit {
         return Err(too_large(bytes.len() as u64, limit));
     }

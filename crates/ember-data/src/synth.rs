@@ -78,7 +78,7 @@ pub fn floor_path(corpus: &std::path::Path) -> std::path::PathBuf {
 /// The floor recorded beside the corpus file `corpus` whose text is `text`: `None` when there
 /// is none, or when it belongs to another text (the corpus has changed since).
 pub fn read_floor(corpus: &std::path::Path, text: &str) -> Option<EntropyFloor> {
-    let bytes = std::fs::read(floor_path(corpus)).ok()?;
+    let bytes = crate::files::read_regular(&floor_path(corpus), crate::files::limit::CONFIG).ok()?;
     let floor: EntropyFloor = serde_json::from_slice(&bytes).ok()?;
     (floor.corpus_sha256 == crate::tokenizer::hex_sha256(text.as_bytes())).then_some(floor)
 }

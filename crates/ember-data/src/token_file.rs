@@ -66,16 +66,15 @@ impl TokenFile {
 
     /// Maps an existing token file and checks its header and size.
     pub fn open(path: &Path) -> Result<Self, DataError> {
-        let file = File::open(path).map_err(DataError::io("opening", path))?;
-        let kind = file
-            .metadata()
-            .map_err(DataError::io("reading the metadata of", path))?;
-        if !kind.is_file() {
+        // Checked before opening: opening a FIFO would wait for a writer.
+        let meta = fs::metadata(path).map_err(DataError::io("reading the metadata of", path))?;
+        if !meta.is_file() {
             return Err(DataError::BadTokenFile {
                 path: path.to_path_buf(),
-                reason: "it is not a regular file".into(),
+                reason: format!("it is {}, not a regular file", crate::files::kind(&meta)),
             });
         }
+        let file = File::open(path).map_err(DataError::io("opening", path))?;
         // SAFETY: the file is only read, and ember never writes a token file in place (new
         // ones are renamed over old ones, which leaves existing maps intact).
         let map = unsafe { Mmap::map(&file) }.map_err(DataError::io("memory-mapping", path))?;
@@ -239,12 +238,19 @@ mod tests {
         bytes[12] = 1;
         fs::write(&path, &bytes).unwrap();
         assert!(TokenFile::open(&path).unwrap_err().to_string().contains("reserved"));
+        let msg = TokenFile::open(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("it is a directory, not a regular file"), "{msg}");
+        // A FIFO is refused without being opened (opening it would wait for a writer).
+        let fifo = dir.path().join("fifo.bin");
         assert!(
-            TokenFile::open(dir.path())
-                .unwrap_err()
-                .to_string()
-                .contains("not a regular file")
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
         );
+        let msg = TokenFile::open(&fifo).unwrap_err().to_string();
+        assert!(msg.contains("it is a FIFO (named pipe), not a regular file"), "{msg}");
     }
 
     #[test]

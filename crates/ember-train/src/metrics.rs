@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use ember_data::files::{limit, open_regular, read_regular_text};
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -60,7 +61,7 @@ impl MetricsWriter {
     pub fn open(path: &Path, keep_through: u64) -> Result<Self, TrainError> {
         if path.exists() {
             // Kept lines are copied as they are: re-serialising would risk changing digits.
-            let text = fs::read_to_string(path).map_err(TrainError::io("reading", path))?;
+            let text = read_regular_text(path, limit::METRICS).map_err(TrainError::io("reading", path))?;
             let kept: Vec<&str> = text
                 .lines()
                 .filter(|line| serde_json::from_str::<MetricsRecord>(line).is_ok_and(|r| r.step <= keep_through))
@@ -93,7 +94,7 @@ impl MetricsWriter {
 
 /// Every record of a `metrics.jsonl` (a torn last line, from a crash mid-write, is skipped).
 pub fn read_records(path: &Path) -> Result<Vec<MetricsRecord>, TrainError> {
-    let file = File::open(path).map_err(TrainError::io("opening", path))?;
+    let file = open_regular(path).map_err(TrainError::io("opening", path))?;
     let mut out = Vec::new();
     for line in BufReader::new(file).lines() {
         let line = line.map_err(TrainError::io("reading", path))?;
