@@ -32,6 +32,15 @@ fn fails_within(dir: &Path, args: &[&str], limit: Duration) -> String {
     fails(dir, args)
 }
 
+/// A nano run of four steps in `dir/run`, with its config in `dir/nano.toml`.
+fn four_step_run(dir: &Path) {
+    nano_config(dir, "");
+    let set = ["--set", "train.max_steps=4", "--set", "train.warmup_steps=2"];
+    let mut args = vec!["-q", "train", "--config", "nano.toml", "--out", "run"];
+    args.extend(set);
+    ok(dir, &args);
+}
+
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo").arg(path).status().unwrap();
     assert!(status.success(), "mkfifo {}", path.display());
@@ -41,22 +50,7 @@ fn mkfifo(path: &Path) {
 fn a_flipped_byte_in_a_runs_token_file_stops_the_resume_with_the_file_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    nano_config(dir, "");
-    ok(
-        dir,
-        &[
-            "-q",
-            "train",
-            "--config",
-            "nano.toml",
-            "--out",
-            "run",
-            "--set",
-            "train.max_steps=4",
-            "--set",
-            "train.warmup_steps=2",
-        ],
-    );
+    four_step_run(dir);
     let bin = dir.join("run/tokens/train.bin");
     let mut bytes = fs::read(&bin).unwrap();
     let at = bytes.len() / 2;
@@ -77,22 +71,7 @@ fn a_flipped_byte_in_a_runs_token_file_stops_the_resume_with_the_file_named() {
 fn a_run_whose_files_are_replaced_by_fifos_is_refused_without_blocking() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    nano_config(dir, "");
-    ok(
-        dir,
-        &[
-            "-q",
-            "train",
-            "--config",
-            "nano.toml",
-            "--out",
-            "run",
-            "--set",
-            "train.max_steps=4",
-            "--set",
-            "train.warmup_steps=2",
-        ],
-    );
+    four_step_run(dir);
     let limit = Duration::from_secs(60);
     for (file, args, expected) in [
         (

@@ -183,10 +183,7 @@ impl AttentionPage {
             }
         }
         figure::register_font();
-        let draw_error = |e: &dyn std::fmt::Display| VizError::Draw {
-            what: path.display().to_string(),
-            message: e.to_string(),
-        };
+        let draw_error = figure::draw_error(path);
         {
             let (w, h) = (pixels.width, pixels.height);
             let root = BitMapBackend::with_buffer(&mut pixels.rgb, (w, h)).into_drawing_area();

@@ -21,6 +21,14 @@ pub(crate) fn register_font() {
     });
 }
 
+/// The error of a drawing step of the figure written to `path`.
+pub(crate) fn draw_error(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> VizError + '_ {
+    move |e| VizError::Draw {
+        what: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
 /// An RGB image, 3 bytes per pixel, rows top to bottom.
 pub(crate) struct Pixels {
     pub width: u32,

@@ -124,10 +124,7 @@ impl ReportPage {
         let (width, height) = (1400u32, 900u32);
         let mut pixels = Pixels::new(width, height);
         figure::register_font();
-        let draw_error = |e: &dyn std::fmt::Display| VizError::Draw {
-            what: path.display().to_string(),
-            message: e.to_string(),
-        };
+        let draw_error = figure::draw_error(path);
         {
             let root = BitMapBackend::with_buffer(&mut pixels.rgb, (width, height)).into_drawing_area();
             let (title, body) = root.split_vertically(40);
