@@ -156,8 +156,8 @@ mod tests {
     use super::*;
     use ember_model::GptConfig;
 
-    #[test]
-    fn windows_cover_every_prediction_once_whatever_the_batching() {
+    /// A nano model of 7 tokens and context 4, and 23 ids of text for it.
+    fn seven_token_model_and_text() -> (Device, ember_model::Gpt, Vec<u32>) {
         let device = Device::flex();
         let model = GptConfig {
             vocab_size: 7,
@@ -166,7 +166,13 @@ mod tests {
         }
         .init(3, &device)
         .unwrap();
-        let ids: Vec<u32> = (0..23).map(|i| (i * 5 % 7) as u32).collect();
+        let ids = (0..23).map(|i| (i * 5 % 7) as u32).collect();
+        (device, model, ids)
+    }
+
+    #[test]
+    fn windows_cover_every_prediction_once_whatever_the_batching() {
+        let (device, model, ids) = seven_token_model_and_text();
         let a = evaluate_sequence(&model, &ids, 1, 4, &device);
         let b = evaluate_sequence(&model, &ids, 3, 4, &device);
         assert_eq!(a.tokens, 22);
@@ -177,15 +183,7 @@ mod tests {
 
     #[test]
     fn a_stride_scores_every_prediction_once_with_the_context_before_it() {
-        let device = Device::flex();
-        let model = GptConfig {
-            vocab_size: 7,
-            block_size: 4,
-            ..GptConfig::nano()
-        }
-        .init(3, &device)
-        .unwrap();
-        let ids: Vec<u32> = (0..23).map(|i| (i * 5 % 7) as u32).collect();
+        let (device, model, ids) = seven_token_model_and_text();
         // By hand: prediction t (of ids[t + 1]) from the 4-token window ending at t, or the
         // first window for t < 4.
         let mut by_hand = 0.0;
