@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use ember_data::dataset;
+
 use ember_train::inference::{LoadedRun, load_checkpoint, load_run};
 use ember_train::inspect::{self, AttentionSnapshot, LayerKind};
 use ember_train::{Selector, checkpoint};
@@ -148,7 +148,7 @@ fn prompt_ids(args: &AttentionArgs, run: &LoadedRun) -> Result<(Vec<u32>, Option
             (run.tokenizer.encode(text, "the prompt")?, "the prompt")
         }
         None => {
-            let data = dataset::open_prepared(&args.run)?;
+            let data = ember_data::run::open_prepared(&args.run)?;
             let mut ids = Vec::new();
             data.val.extend_window(0, block.min(data.val.len()), &mut ids);
             (ids, "the validation text's opening")

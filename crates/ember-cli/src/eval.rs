@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use ember_data::{corpus, dataset, synth};
+use ember_data::{corpus, synth};
 use ember_train::Selector;
 use ember_train::eval::evaluate_sequence;
 use ember_train::inference::load_run;
@@ -56,17 +56,17 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let ids = loaded
                 .tokenizer
                 .encode(&text, &format!("eval file {}", path.display()))?;
-            let floor = synth::read_floor(path, &text);
+            let floor = synth::read_floor(path);
             (path.display().to_string(), ids, text.chars().count(), floor)
         }
         None => {
-            if !args.run.join("tokens").is_dir() {
+            if !args.run.join("tokens").is_dir() && !args.run.join("dataset.json").is_file() {
                 bail!(
                     "run directory {} holds no validation split (an imported model has none); evaluate a text with --text FILE",
                     args.run.display()
                 );
             }
-            let data = dataset::open_prepared(&args.run)?;
+            let data = ember_data::run::open_prepared(&args.run)?;
             let mut ids = Vec::with_capacity(data.val.len());
             data.val.extend_window(0, data.val.len(), &mut ids);
             (

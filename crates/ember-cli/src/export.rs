@@ -41,7 +41,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
         run: args.run.display().to_string(),
         step: loaded.step,
         val_loss: loaded.val_loss,
-        data: loaded.config.data.path.display().to_string(),
+        data: loaded.config.data.path.to_string(),
     };
     let weights = read_params(&loaded.model);
     hf::write_dir(&args.out, &loaded.config.model, &weights, &loaded.tokenizer, &card)?;

@@ -33,7 +33,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
     let config = RunConfig {
         model: m.config,
         data: DataConfig {
-            path: args.from.clone(),
+            path: args.from.clone().into(),
             ..DataConfig::default()
         },
         train: TrainConfig::default(),

@@ -4,9 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use ember_data::TokenizerKind;
-use ember_data::corpus::read_corpus;
-use ember_data::tokenizer::CharTokenizer;
+use ember_data::{Tokenizer, TokenizerKind, dataset, prepare, sources};
 use ember_model::stats;
 use ember_train::RunConfig;
 
@@ -23,21 +21,53 @@ pub struct InfoArgs {
 
 pub fn run(args: InfoArgs) -> Result<()> {
     let mut config = RunConfig::load(&args.config, &args.overrides)?;
+    let dataset = match config.data.dataset_dir() {
+        Some(dir) => Some((dir.to_path_buf(), dataset::read_meta(dir)?)),
+        None => None,
+    };
     let vocab_note = if config.model.vocab_size != 0 {
         "from [model]"
+    } else if let Some((_, meta)) = &dataset {
+        config.model.vocab_size = meta.vocab_size;
+        "the prepared dataset's tokenizer"
     } else {
-        match config.data.tokenizer {
+        match &config.data.tokenizer {
             TokenizerKind::Bpe => {
                 config.model.vocab_size = config.data.vocab_size;
                 "data.vocab_size (BPE)"
             }
+            TokenizerKind::File(path) => {
+                config.model.vocab_size = Tokenizer::load(path)?.vocab_size();
+                "data.tokenizer"
+            }
             TokenizerKind::Char => {
                 // The vocabulary is the corpus's characters: read it.
-                config.model.vocab_size = CharTokenizer::from_text(&read_corpus(&config.data.path)?).vocab_size();
+                let sources = sources::discover(&config.data.path.0)?;
+                config.model.vocab_size = prepare::alphabet(&config.data, &sources, &prepare::Quiet)?.vocab_size();
                 "characters of the corpus"
             }
         }
     };
+    if let Some((dir, meta)) = &dataset {
+        let shards: Vec<_> = meta.train.shards.iter().chain(&meta.val.shards).collect();
+        let disk: u64 = shards
+            .iter()
+            .filter_map(|s| std::fs::metadata(dir.join(&s.file)).ok())
+            .map(|m| m.len())
+            .sum();
+        println!(
+            "dataset     {}: {} train + {} val tokens in {} shards ({:.1} MB on disk); {} + {} documents from {} files, {:.1} MB of text",
+            dir.display(),
+            meta.train.tokens,
+            meta.val.tokens,
+            shards.len(),
+            disk as f64 / 1e6,
+            meta.train.documents,
+            meta.val.documents,
+            meta.sources.len(),
+            meta.text_bytes as f64 / 1e6
+        );
+    }
     let m = &config.model;
     let t = &config.train;
     let params = stats::param_count(m);

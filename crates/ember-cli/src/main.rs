@@ -11,6 +11,7 @@ mod eval;
 mod export;
 mod import;
 mod info;
+mod prepare;
 mod report;
 mod sample;
 mod serve;
@@ -41,6 +42,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Turn a corpus (text, JSONL, compressed, many files) into a token dataset to train on.
+    Prepare(prepare::PrepareArgs),
     /// Train a model from a config file, or resume a run.
     Train(train::TrainArgs),
     /// Report loss, perplexity and bits per token/character of a checkpoint.
@@ -73,8 +76,12 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
-    keep_freed_memory();
     let cli = Cli::parse();
+    // Training reuses the same buffers every step and gains from keeping them; preparing data
+    // streams through batches of every size and should give memory back.
+    if !matches!(cli.command, Command::Prepare(_)) {
+        keep_freed_memory();
+    }
     init_logging(cli.verbose, cli.quiet);
     if let Err(message) = ember_kernels::check_environment() {
         eprintln!("error: {message}");
@@ -86,6 +93,7 @@ fn main() -> ExitCode {
     // model's training step (README, Performance).
     let quiet = cli.quiet;
     let result = rayon::scope(move |_| match cli.command {
+        Command::Prepare(args) => prepare::run(args, quiet),
         Command::Train(args) => train::run(args, quiet),
         Command::Eval(args) => eval::run(args),
         Command::Sample(args) => sample::run(args),

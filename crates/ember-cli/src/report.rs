@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use clap::Args;
-use ember_data::TokenizerKind;
 use ember_model::{GenerateOptions, Generator, Sampler, config::Attention, stats};
 use ember_train::inference::load_run;
 use ember_train::metrics::read_records;
@@ -176,11 +175,8 @@ fn run_view(dir: &Path, args: &ReportArgs, device: &burn::tensor::Device) -> Res
         ),
         data: format!(
             "data {} ({} tokenizer, vocabulary {}); batch {} × {} × {} tokens per step, lr {}",
-            config.data.path.display(),
-            match config.data.tokenizer {
-                TokenizerKind::Char => "char",
-                TokenizerKind::Bpe => "bpe",
-            },
+            config.data.path,
+            config.data.tokenizer,
             m.vocab_size,
             config.train.batch_size,
             config.train.grad_accum,

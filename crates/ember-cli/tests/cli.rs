@@ -33,8 +33,9 @@ fn train_eval_sample_end_to_end() {
     for f in [
         "config.toml",
         "tokenizer.json",
-        "tokens/train.bin",
-        "tokens/val.bin",
+        "tokens/meta.json",
+        "tokens/train/000000.bin",
+        "tokens/val/000000.bin",
         "metrics.jsonl",
         "checkpoints/step-00000060/manifest.json",
     ] {

@@ -51,14 +51,14 @@ fn a_flipped_byte_in_a_runs_token_file_stops_the_resume_with_the_file_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     four_step_run(dir);
-    let bin = dir.join("run/tokens/train.bin");
+    let bin = dir.join("run/tokens/train/000000.bin");
     let mut bytes = fs::read(&bin).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
     fs::write(&bin, &bytes).unwrap();
     let checkpoints_before = fs::read_dir(dir.join("run/checkpoints")).unwrap().count();
     let line = fails(dir, &["train", "--resume", "run", "--set", "train.max_steps=8"]);
-    assert!(line.contains("train.bin") && line.contains("checksum"), "{line}");
+    assert!(line.contains("train/000000.bin") && line.contains("checksum"), "{line}");
     assert!(line.contains("restore the file"), "the line says what to do: {line}");
     assert_eq!(
         fs::read_dir(dir.join("run/checkpoints")).unwrap().count(),
@@ -80,9 +80,9 @@ fn a_run_whose_files_are_replaced_by_fifos_is_refused_without_blocking() {
             "metrics.jsonl: it is a FIFO (named pipe), not a regular file",
         ),
         (
-            "tokens/val.bin",
+            "tokens/val/000000.bin",
             vec!["train", "--resume", "run", "--set", "train.max_steps=8"],
-            "val.bin is damaged (it is a FIFO (named pipe), not a regular file)",
+            "000000.bin is damaged (it is a FIFO (named pipe), not a regular file)",
         ),
         (
             "tokenizer.json",

@@ -386,7 +386,7 @@ fn bad_data_files_are_named_and_explained() {
             "short.txt",
             "the val split has 4 tokens, but one window of block_size + 1 = 33",
         ),
-        ("nothing", "directory nothing holds no .txt files"),
+        ("nothing", "directory nothing holds no .txt or .jsonl files"),
     ] {
         let line = fails(
             dir,

@@ -9,7 +9,7 @@ use thiserror::Error;
 pub enum DataError {
     /// The corpus path does not exist.
     #[error(
-        "data file {path} does not exist; run scripts/get-data.sh to fetch tiny-shakespeare, or set data.path to a UTF-8 text file or a directory of .txt files"
+        "data file {path} does not exist; run scripts/get-data.sh to fetch tiny-shakespeare, or set data.path to a text or JSONL file, a directory of them, or a prepared dataset"
     )]
     CorpusMissing {
         /// The path given.
@@ -33,7 +33,7 @@ pub enum DataError {
     },
     /// The corpus path is neither a regular file nor a directory.
     #[error(
-        "data file {path} is {kind}, not a regular file: ember reads text files whole; point data.path at a UTF-8 text file or a directory of .txt files"
+        "data file {path} is {kind}, not a regular file; point data.path at a text or JSONL file or a directory of them"
     )]
     CorpusNotFile {
         /// The path given.
@@ -42,7 +42,9 @@ pub enum DataError {
         kind: &'static str,
     },
     /// A directory was given that holds no `.txt` file.
-    #[error("directory {path} holds no .txt files; put the corpus in files ending in .txt")]
+    #[error(
+        "directory {path} holds no .txt or .jsonl files (searched recursively; .gz and .zst compressed ones count too); put the corpus in files with those names"
+    )]
     NoTextFiles {
         /// The directory.
         path: PathBuf,
@@ -102,6 +104,38 @@ pub enum DataError {
         /// What is expected.
         problem: String,
     },
+    /// A corpus file that cannot be read as what its name says.
+    #[error(
+        "data file {path}{}: {reason}; fix or remove the file and prepare again (ember stops rather than leave part of a corpus out)",
+        line.map(|n| format!(" line {n}")).unwrap_or_default()
+    )]
+    BadInput {
+        /// The file.
+        path: PathBuf,
+        /// The line (JSONL).
+        line: Option<u64>,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A prepared dataset that cannot be used.
+    #[error("dataset {path}: {reason}")]
+    BadDataset {
+        /// The dataset directory.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
+    /// The output path of `ember prepare` is taken.
+    #[error("{path} {problem}")]
+    DatasetExists {
+        /// The output path.
+        path: PathBuf,
+        /// What is there and what to do.
+        problem: String,
+    },
+    /// The corpus reader stopped because encoding had failed.
+    #[error("reading the corpus stopped")]
+    Stopped,
     /// A token file is damaged or was written by something else.
     #[error(
         "token file {path} is damaged ({reason}); a run cannot continue on it: restore the file from a copy, or start a new run from the corpus"

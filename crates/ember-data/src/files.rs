@@ -34,6 +34,31 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     File::open(path)
 }
 
+/// Writes `bytes` to `path` through a temporary file beside it, synced and then renamed over
+/// `path`: a crash leaves the old file or the new one, never half of either.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), crate::DataError> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut file = File::create(&tmp).map_err(crate::DataError::io("creating", &tmp))?;
+    file.write_all(bytes).map_err(crate::DataError::io("writing", &tmp))?;
+    file.sync_all().map_err(crate::DataError::io("syncing", &tmp))?;
+    fs::rename(&tmp, path).map_err(crate::DataError::io("renaming into place", path))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent);
+    }
+    Ok(())
+}
+
+/// Syncs a directory's entries (a rename in it) to disk, where the platform allows.
+pub fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
+        let _ = d.sync_all();
+    }
+}
+
 /// The bytes of `path`, which must be a regular file of at most `limit` bytes.
 pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     let file = open_regular(path)?;

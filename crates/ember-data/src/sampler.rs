@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
-use crate::token_file::TokenFile;
+use crate::tokens::Tokens;
 
 /// A batch of `batch` windows of `block` tokens, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +76,7 @@ impl BatchSampler {
     }
 
     /// Checks that `tokens` holds at least one window; `split` names it in the error.
-    pub fn check_fits(&self, tokens: &TokenFile, split: &'static str) -> Result<(), DataError> {
+    pub fn check_fits(&self, tokens: &Tokens, split: &'static str) -> Result<(), DataError> {
         if tokens.len() < self.block + 1 {
             return Err(DataError::CorpusTooShort {
                 split,
@@ -88,7 +88,7 @@ impl BatchSampler {
     }
 
     /// The next batch. Call [`check_fits`](Self::check_fits) once first.
-    pub fn next_batch(&mut self, tokens: &TokenFile) -> Batch {
+    pub fn next_batch(&mut self, tokens: &Tokens) -> Batch {
         let (batch, block) = (self.batch, self.block);
         let last_start = tokens.len() - block - 1;
         let mut windows = Vec::with_capacity(batch * (block + 1));
@@ -115,12 +115,12 @@ impl BatchSampler {
 mod tests {
     use super::*;
 
-    fn file(n: u32) -> (tempfile::TempDir, TokenFile) {
+    fn file(n: u32) -> (tempfile::TempDir, Tokens) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.bin");
-        TokenFile::write(&path, &(0..n).collect::<Vec<_>>(), 1000).unwrap();
-        let f = TokenFile::open(&path).unwrap();
-        (dir, f)
+        crate::TokenFile::write(&path, &(0..n).collect::<Vec<_>>(), 1000).unwrap();
+        let f = crate::TokenFile::open(&path).unwrap();
+        (dir, f.into())
     }
 
     #[test]

@@ -75,12 +75,17 @@ pub fn floor_path(corpus: &std::path::Path) -> std::path::PathBuf {
     std::path::PathBuf::from(name)
 }
 
-/// The floor recorded beside the corpus file `corpus` whose text is `text`: `None` when there
-/// is none, or when it belongs to another text (the corpus has changed since).
-pub fn read_floor(corpus: &std::path::Path, text: &str) -> Option<EntropyFloor> {
+/// The floor recorded beside the corpus file `corpus`: `None` when there is none, or when it
+/// belongs to another text (the corpus has changed since).
+pub fn read_floor(corpus: &std::path::Path) -> Option<EntropyFloor> {
+    use sha2::Digest;
     let bytes = crate::files::read_regular(&floor_path(corpus), crate::files::limit::CONFIG).ok()?;
     let floor: EntropyFloor = serde_json::from_slice(&bytes).ok()?;
-    (floor.corpus_sha256 == crate::tokenizer::hex_sha256(text.as_bytes())).then_some(floor)
+    let mut file = crate::files::open_regular(corpus).ok()?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).ok()?;
+    let sha: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    (floor.corpus_sha256 == sha).then_some(floor)
 }
 
 impl Task {
@@ -393,9 +398,10 @@ mod tests {
         std::fs::write(&corpus, &text).unwrap();
         std::fs::write(floor_path(&corpus), serde_json::to_string(&floor).unwrap()).unwrap();
         assert_eq!(floor_path(&corpus), dir.path().join("copy.txt.floor.json"));
-        assert_eq!(read_floor(&corpus, &text), Some(floor));
-        assert_eq!(read_floor(&corpus, "another text"), None);
-        assert_eq!(read_floor(&dir.path().join("none.txt"), &text), None);
+        assert_eq!(read_floor(&corpus), Some(floor));
+        std::fs::write(&corpus, "another text").unwrap();
+        assert_eq!(read_floor(&corpus), None);
+        assert_eq!(read_floor(&dir.path().join("none.txt")), None);
     }
 
     #[test]

@@ -12,28 +12,44 @@
 //!
 //! u16 is used when every id fits (vocabularies up to 65,536), halving the file.
 //!
+//! Windows are read with positional reads (`pread`), not through a memory map: the pages a
+//! run touches then belong to the kernel's page cache, not to the process, whose memory stays
+//! the same whatever the size of the corpus.
+//!
 //! A file is treated as hostile when opened: the header's count is checked against the file's
 //! size with checked arithmetic, and [`TokenFile::verify`] checks the whole file against the
 //! BLAKE3 checksum recorded when it was written and every id against the vocabulary, so a
 //! damaged file is one error naming it, never a wrong batch or a panic at the first batch that
 //! draws a bad id.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-use memmap2::Mmap;
 
 use crate::error::DataError;
 
 const MAGIC: &[u8; 8] = b"EMBERTOK";
-const HEADER: usize = 24;
+/// Bytes before the first id.
+pub const HEADER: usize = 24;
 
-/// A read-only, memory-mapped token file.
+/// Bytes per id for a vocabulary of `vocab_size` ids.
+pub fn width_for(vocab_size: usize) -> usize {
+    if vocab_size <= 1 << 16 { 2 } else { 4 }
+}
+
+fn header(width: usize, len: u64) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&(width as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&len.to_le_bytes());
+    h
+}
+
+/// A read-only token file.
 #[derive(Debug)]
 pub struct TokenFile {
     path: PathBuf,
-    map: Mmap,
+    file: File,
     width: usize,
     len: usize,
 }
@@ -43,28 +59,15 @@ impl TokenFile {
     /// `vocab_size ≤ 65,536`, else u32. Returns the file's BLAKE3 checksum (hex), for
     /// [`verify`](Self::verify).
     pub fn write(path: &Path, ids: &[u32], vocab_size: usize) -> Result<String, DataError> {
-        let width = if vocab_size <= 1 << 16 { 2 } else { 4 };
-        let mut bytes = Vec::with_capacity(HEADER + ids.len() * width);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(width as u32).to_le_bytes());
-        bytes.extend_from_slice(&0u32.to_le_bytes());
-        bytes.extend_from_slice(&(ids.len() as u64).to_le_bytes());
-        for &id in ids {
-            if width == 2 {
-                bytes.extend_from_slice(&(id as u16).to_le_bytes());
-            } else {
-                bytes.extend_from_slice(&id.to_le_bytes());
-            }
-        }
         let tmp = path.with_extension("tmp");
-        let mut file = File::create(&tmp).map_err(DataError::io("creating", &tmp))?;
-        file.write_all(&bytes).map_err(DataError::io("writing", &tmp))?;
-        file.sync_all().map_err(DataError::io("syncing", &tmp))?;
+        let mut writer = TokenWriter::create(&tmp, width_for(vocab_size))?;
+        writer.push(ids)?;
+        let checksum = writer.finish()?;
         fs::rename(&tmp, path).map_err(DataError::io("renaming into place", path))?;
-        Ok(blake3::hash(&bytes).to_hex().to_string())
+        Ok(checksum)
     }
 
-    /// Maps an existing token file and checks its header and size.
+    /// Opens an existing token file and checks its header and size.
     pub fn open(path: &Path) -> Result<Self, DataError> {
         // Checked before opening: opening a FIFO would wait for a writer.
         let meta = fs::metadata(path).map_err(DataError::io("reading the metadata of", path))?;
@@ -74,39 +77,37 @@ impl TokenFile {
                 reason: format!("it is {}, not a regular file", crate::files::kind(&meta)),
             });
         }
-        let file = File::open(path).map_err(DataError::io("opening", path))?;
-        // SAFETY: the file is only read, and ember never writes a token file in place (new
-        // ones are renamed over old ones, which leaves existing maps intact).
-        let map = unsafe { Mmap::map(&file) }.map_err(DataError::io("memory-mapping", path))?;
+        let mut file = File::open(path).map_err(DataError::io("opening", path))?;
+        let size = file.metadata().map_err(DataError::io("reading the metadata of", path))?.len();
         let bad = |reason: String| DataError::BadTokenFile {
             path: path.to_path_buf(),
             reason,
         };
-        if map.len() < HEADER || &map[..8] != MAGIC {
+        let mut head = [0u8; HEADER];
+        if size < HEADER as u64 || file.read_exact(&mut head).is_err() || &head[..8] != MAGIC {
             return Err(bad("it does not start with the EMBERTOK header".into()));
         }
-        let width = u32::from_le_bytes(map[8..12].try_into().expect("4 bytes")) as usize;
+        let width = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes")) as usize;
         if width != 2 && width != 4 {
             return Err(bad(format!("token width {width} is neither 2 nor 4")));
         }
-        if map[12..16] != [0; 4] {
+        if head[12..16] != [0; 4] {
             return Err(bad("its reserved header bytes are not zero".into()));
         }
-        let len = u64::from_le_bytes(map[16..24].try_into().expect("8 bytes"));
+        let len = u64::from_le_bytes(head[16..24].try_into().expect("8 bytes"));
         let expected = usize::try_from(len)
             .ok()
             .and_then(|n| n.checked_mul(width))
             .and_then(|b| b.checked_add(HEADER));
-        if expected != Some(map.len()) {
+        if expected.map(|e| e as u64) != Some(size) {
             return Err(bad(format!(
-                "the header promises {len} tokens but the file has {} bytes",
-                map.len()
+                "the header promises {len} tokens but the file has {size} bytes"
             )));
         }
         let len = len as usize; // fits: len · width ≤ the file's size
         Ok(Self {
             path: path.to_path_buf(),
-            map,
+            file,
             width,
             len,
         })
@@ -114,14 +115,42 @@ impl TokenFile {
 
     /// Checks the whole file against `checksum` (BLAKE3, hex, as [`write`](Self::write)
     /// returned it; `None` for files prepared before checksums were recorded) and every id
-    /// against `vocab_size`.
+    /// against `vocab_size`. Reads the file in 1 MiB blocks.
     pub fn verify(&self, checksum: Option<&str>, vocab_size: usize) -> Result<(), DataError> {
         let bad = |reason: String| DataError::BadTokenFile {
             path: self.path.clone(),
             reason,
         };
+        let mut hasher = blake3::Hasher::new();
+        let mut block = vec![0u8; 1 << 20];
+        let mut at = 0u64;
+        let size = (HEADER + self.len * self.width) as u64;
+        let mut index = 0usize; // ids checked so far
+        let mut first_outside = None;
+        while at < size {
+            let n = (size - at).min(block.len() as u64) as usize;
+            read_at(&self.file, &mut block[..n], at).map_err(DataError::io("reading", &self.path))?;
+            hasher.update(&block[..n]);
+            // Whole ids only: blocks are a multiple of 4 bytes past the 24-byte header.
+            let ids = if at == 0 { &block[HEADER..n] } else { &block[..n] };
+            let outside = match self.width {
+                2 => ids
+                    .chunks_exact(2)
+                    .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
+                    .position(|id| id as usize >= vocab_size),
+                _ => ids
+                    .chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .position(|id| id as usize >= vocab_size),
+            };
+            if first_outside.is_none() {
+                first_outside = outside.map(|i| index + i);
+            }
+            index += ids.len() / self.width;
+            at += n as u64;
+        }
         if let Some(expected) = checksum {
-            let actual = blake3::hash(&self.map).to_hex();
+            let actual = hasher.finalize().to_hex();
             if actual.as_str() != expected {
                 return Err(bad(format!(
                     "its BLAKE3 checksum is {}… where meta.json records {}…",
@@ -130,18 +159,7 @@ impl TokenFile {
                 )));
             }
         }
-        let ids = &self.map[HEADER..];
-        let outside = match self.width {
-            2 => ids
-                .chunks_exact(2)
-                .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
-                .position(|id| id as usize >= vocab_size),
-            _ => ids
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .position(|id| id as usize >= vocab_size),
-        };
-        match outside {
+        match first_outside {
             Some(i) => Err(bad(format!(
                 "token {i} is id {}, outside the tokenizer's {vocab_size} ids",
                 self.get(i)
@@ -165,17 +183,23 @@ impl TokenFile {
         &self.path
     }
 
+    /// Bytes per id.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     /// Token `i`.
     pub fn get(&self, i: usize) -> u32 {
-        let at = HEADER + i * self.width;
-        if self.width == 2 {
-            u16::from_le_bytes([self.map[at], self.map[at + 1]]) as u32
-        } else {
-            u32::from_le_bytes(self.map[at..at + 4].try_into().expect("4 bytes"))
-        }
+        let mut out = Vec::with_capacity(1);
+        self.extend_window(i, 1, &mut out);
+        out[0]
     }
 
     /// Appends tokens `start..start + n` to `out`.
+    ///
+    /// # Panics
+    /// If the window reaches past the end, or the file cannot be read (it was checked when
+    /// opened; a disk that fails afterwards is not a recoverable input error).
     pub fn extend_window(&self, start: usize, n: usize, out: &mut Vec<u32>) {
         assert!(
             start + n <= self.len,
@@ -183,8 +207,131 @@ impl TokenFile {
             start + n,
             self.len
         );
-        out.extend((start..start + n).map(|i| self.get(i)));
+        let mut bytes = vec![0u8; n * self.width];
+        read_at(&self.file, &mut bytes, (HEADER + start * self.width) as u64)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.path.display()));
+        out.extend(ids_from_bytes(&bytes, self.width));
     }
+}
+
+/// The ids in `bytes` (little-endian, `width` bytes each).
+pub(crate) fn ids_from_bytes(bytes: &[u8], width: usize) -> Vec<u32> {
+    if width == 2 {
+        bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).collect()
+    } else {
+        bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    }
+}
+
+/// Fills `buf` from `file` at `offset`, leaving the file's cursor alone.
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let (mut buf, mut offset) = (buf, offset);
+        while !buf.is_empty() {
+            match std::os::windows::fs::FileExt::seek_read(file, buf, offset)? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes a token file as a stream: ids are appended as they come, and [`finish`](Self::finish)
+/// writes the count into the header, syncs the file and returns its checksum. Until then the
+/// header counts 0 tokens, so a file left by an interrupted writer never opens as complete.
+pub struct TokenWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    width: usize,
+    len: u64,
+}
+
+impl TokenWriter {
+    /// Creates (or truncates) `path` for ids of `width` bytes.
+    pub fn create(path: &Path, width: usize) -> Result<Self, DataError> {
+        let file = File::create(path).map_err(DataError::io("creating", path))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&header(width, 0)).map_err(DataError::io("writing", path))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out,
+            width,
+            len: 0,
+        })
+    }
+
+    /// Appends `ids`.
+    pub fn push(&mut self, ids: &[u32]) -> Result<(), DataError> {
+        let mut bytes = Vec::with_capacity(ids.len() * self.width);
+        for &id in ids {
+            if self.width == 2 {
+                bytes.extend_from_slice(&(id as u16).to_le_bytes());
+            } else {
+                bytes.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        self.out.write_all(&bytes).map_err(DataError::io("writing", &self.path))?;
+        self.len += ids.len() as u64;
+        Ok(())
+    }
+
+    /// Ids written so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether no id was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes and closes the file, leaving its header at 0 tokens: [`finish_file`] completes
+    /// it later (after the file may have been shortened).
+    pub fn close(mut self) -> Result<(PathBuf, u64), DataError> {
+        self.out.flush().map_err(DataError::io("writing", &self.path))?;
+        Ok((self.path, self.len))
+    }
+
+    /// Writes the header's count, syncs, and returns the BLAKE3 checksum.
+    pub fn finish(self) -> Result<String, DataError> {
+        let width = self.width;
+        let (path, len) = self.close()?;
+        finish_file(&path, width, len)
+    }
+}
+
+/// Completes a token file a [`TokenWriter`] closed: shortens it to `len` ids, writes `len`
+/// into its header, syncs it, and returns its BLAKE3 checksum.
+pub fn finish_file(path: &Path, width: usize, len: u64) -> Result<String, DataError> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(DataError::io("opening", path))?;
+    file.set_len(HEADER as u64 + len * width as u64)
+        .map_err(DataError::io("truncating", path))?;
+    file.seek(SeekFrom::Start(0)).map_err(DataError::io("writing", path))?;
+    file.write_all(&header(width, len)).map_err(DataError::io("writing", path))?;
+    file.sync_all().map_err(DataError::io("syncing", path))?;
+    file.seek(SeekFrom::Start(0)).map_err(DataError::io("reading", path))?;
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, file), &mut hasher)
+        .map_err(DataError::io("reading", path))?;
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 #[cfg(test)]

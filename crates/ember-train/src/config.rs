@@ -425,7 +425,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.train.max_steps, 50);
-        assert_eq!(c.data.path, std::path::PathBuf::from("some file.txt"));
+        assert_eq!(c.data.path, ember_data::Inputs::from("some file.txt"));
         assert_eq!(c.model.gelu, ember_nn::Gelu::Tanh);
         let e = RunConfig::parse("", &["train.max_step=5".into()], "t")
             .unwrap_err()

@@ -2,7 +2,7 @@
 //! `ember eval`.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use ember_data::{Batch, BatchSampler, TokenFile};
+use ember_data::{Batch, BatchSampler, Tokens};
 use ember_model::{Gpt, cross_entropy};
 
 /// Input and target tensors of a batch.
@@ -21,7 +21,7 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> (Tensor<2, Int>, Tensor<
 /// Mean loss over `iters` batches drawn with a sampler seeded by `seed`. The same seed gives
 /// the same batches, so successive estimates during a run compare like with like. `model`
 /// must be in evaluation mode (no autodiff, no dropout).
-pub fn estimate_loss(model: &Gpt, tokens: &TokenFile, batch: usize, iters: usize, seed: u64, device: &Device) -> f64 {
+pub fn estimate_loss(model: &Gpt, tokens: &Tokens, batch: usize, iters: usize, seed: u64, device: &Device) -> f64 {
     let mut sampler = BatchSampler::new(batch, model.block_size, seed);
     let mut total = 0.0;
     for _ in 0..iters {

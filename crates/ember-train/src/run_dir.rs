@@ -3,7 +3,9 @@
 //! ```text
 //! <run>/config.toml       the resolved config (vocabulary size filled in)
 //! <run>/tokenizer.json    the tokenizer
-//! <run>/tokens/           train.bin, val.bin, meta.json
+//! <run>/tokens/           the run's dataset (meta.json, train/ and val/ shards), when it
+//!                         prepared its corpus itself
+//! <run>/dataset.json      the prepared dataset it reads instead, when data.path names one
 //! <run>/metrics.jsonl     one JSON object per logged step
 //! <run>/checkpoints/      step-XXXXXXXX/ directories (see `checkpoint`)
 //! ```
@@ -54,13 +56,13 @@ pub fn prepare_new(dir: &Path, overwrite: bool) -> Result<(), TrainError> {
                 ),
             });
         }
-        for name in ["config.toml", "tokenizer.json", "metrics.jsonl"] {
+        for name in ["config.toml", "tokenizer.json", "metrics.jsonl", "dataset.json"] {
             let p = dir.join(name);
             if p.exists() {
                 fs::remove_file(&p).map_err(TrainError::io("removing", &p))?;
             }
         }
-        for name in ["tokens", "checkpoints"] {
+        for name in ["tokens", "tokens.partial", "checkpoints"] {
             let p = dir.join(name);
             if p.exists() {
                 fs::remove_dir_all(&p).map_err(TrainError::io("removing", &p))?;
@@ -82,10 +84,10 @@ pub fn missing_ancestors(dir: &Path) -> Vec<PathBuf> {
 /// [`missing_ancestors`], taken before the start) that are now empty. Best effort: the error
 /// being reported matters more than a failed clean-up.
 pub fn discard_new(dir: &Path, created: &[PathBuf]) {
-    for name in ["config.toml", "tokenizer.json", "metrics.jsonl"] {
+    for name in ["config.toml", "tokenizer.json", "metrics.jsonl", "dataset.json"] {
         let _ = fs::remove_file(dir.join(name));
     }
-    for name in ["tokens", "checkpoints"] {
+    for name in ["tokens", "tokens.partial", "checkpoints"] {
         let _ = fs::remove_dir_all(dir.join(name));
     }
     for d in created {

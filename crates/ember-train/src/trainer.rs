@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use ember_data::{Batch, BatchSampler, PreparedData, dataset};
+use ember_data::{Batch, BatchSampler, PreparedData};
 use ember_model::{Gpt, Precision};
 use tracing::info;
 
@@ -114,7 +114,7 @@ impl Trainer {
         if let Some(source) = &source {
             config.model = finetune::model_config(&config.model, &source.config)?;
         }
-        let data = dataset::prepare_with(&config.data, run_dir, source.as_ref().map(|s| s.tokenizer.clone()))?;
+        let data = ember_data::run::prepare_with(&config.data, run_dir, source.as_ref().map(|s| s.tokenizer.clone()))?;
         let vocab = match &source {
             // A model may have more embedding rows than its tokenizer has tokens (padding).
             Some(s) => s.config.vocab_size,
@@ -197,7 +197,7 @@ impl Trainer {
             });
         }
         check_precision(config.train.precision, &device)?;
-        let data = dataset::open_prepared(run_dir)?;
+        let data = ember_data::run::open_prepared(run_dir)?;
         if data.tokenizer.fingerprint() != ck.state.tokenizer_fingerprint {
             return Err(TrainError::Checkpoint {
                 path: ck.dir.clone(),

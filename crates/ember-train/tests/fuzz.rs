@@ -9,7 +9,6 @@
 //! Each target writes the input it is running to `<work>/<target>/current.bin` first, so an
 //! abort (a stack overflow, an allocation failure) still leaves the input behind.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ember_data::Tokenizer;
-use ember_data::dataset::{self, DataConfig};
+use ember_data::dataset::DataConfig;
 use ember_data::tokenizer::{BpeTokenizer, CharTokenizer, hex_sha256};
 use ember_train::checkpoint::{self, Manifest};
 use ember_train::config::RunConfig;
@@ -366,12 +365,12 @@ fn exercise_tokenizer(t: &Tokenizer) {
 }
 
 fn exercise_data(run: &Path) {
-    if let Ok(d) = dataset::open_prepared(run) {
+    if let Ok(d) = ember_data::run::open_prepared(run) {
         for file in [&d.train, &d.val] {
             if !file.is_empty() {
-                let _ = (file.get(0), file.get(file.len() - 1));
                 let mut window = Vec::new();
                 file.extend_window(0, file.len().min(8), &mut window);
+                file.extend_window(file.len() - 1, 1, &mut window);
             }
         }
         USED.fetch_add(1, Ordering::Relaxed);
@@ -441,6 +440,9 @@ fn file_target(name: &'static str, base: &Path, file: &Path, fix: fn(&Path), loa
     }
 }
 
+/// The first train shard of a run's own dataset, relative to `tokens/`.
+const TRAIN_SHARD: &str = "train/000000.bin";
+
 fn targets(fixtures: &Path) -> Vec<Target> {
     let run = base_run(fixtures);
     let ck = checkpoint_dir(&run);
@@ -462,15 +464,17 @@ fn targets(fixtures: &Path) -> Vec<Target> {
     let resign_ck: fn(&Path) = |run| resign_manifest(&checkpoint_dir(run));
     let resign_data: fn(&Path) = |run| {
         // The token file's checksum and length in meta.json, made to match its new bytes.
-        let paths = dataset::RunDataPaths::new(run);
-        let mut meta: BTreeMap<String, serde_json::Value> =
-            serde_json::from_slice(&fs::read(&paths.meta).unwrap()).unwrap();
-        let bytes = fs::read(&paths.train).unwrap();
-        meta.insert("train_blake3".into(), blake3::hash(&bytes).to_hex().to_string().into());
-        meta.insert("train_tokens".into(), (bytes.len().saturating_sub(24) / 2).into());
-        fs::write(&paths.meta, serde_json::to_vec(&meta).unwrap()).unwrap();
+        let dir = ember_data::run::RunDataPaths::new(run).dir;
+        let mut meta: serde_json::Value = serde_json::from_slice(&fs::read(dir.join("meta.json")).unwrap()).unwrap();
+        let bytes = fs::read(dir.join(TRAIN_SHARD)).unwrap();
+        let tokens = bytes.len().saturating_sub(24) / 2;
+        meta["train"]["shards"][0]["blake3"] = blake3::hash(&bytes).to_hex().to_string().into();
+        meta["train"]["shards"][0]["tokens"] = tokens.into();
+        meta["train"]["tokens"] = tokens.into();
+        fs::write(dir.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
     };
-    let paths = dataset::RunDataPaths::new(Path::new(""));
+    let tokens = ember_data::run::RunDataPaths::new(Path::new("")).dir;
+    let (train_shard, meta_json) = (tokens.join(TRAIN_SHARD), tokens.join("meta.json"));
     let load_hf: fn(&Path) = |dir| {
         if let Ok(m) = hf::read_dir(dir) {
             let config = RunConfig {
@@ -519,9 +523,9 @@ fn targets(fixtures: &Path) -> Vec<Target> {
                 }
             }),
         },
-        file_target("train.bin", &run, &paths.train, no_fix, exercise_data),
-        file_target("train.bin-resigned", &run, &paths.train, resign_data, exercise_data),
-        file_target("meta.json", &run, &paths.meta, no_fix, exercise_data),
+        file_target("train.bin", &run, &train_shard, no_fix, exercise_data),
+        file_target("train.bin-resigned", &run, &train_shard, resign_data, exercise_data),
+        file_target("meta.json", &run, &meta_json, no_fix, exercise_data),
         file_target(
             "manifest.json",
             &run,

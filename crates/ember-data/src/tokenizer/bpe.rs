@@ -29,6 +29,15 @@ impl BpeTokenizer {
     /// Trains on `text` until the vocabulary holds `vocab_size` tokens (fewer if the text has
     /// no more pairs to merge).
     pub fn train(text: &str, vocab_size: usize) -> Result<Self, DataError> {
+        Self::train_on(std::iter::once(text), vocab_size, None)
+    }
+
+    /// Trains on the texts `pieces`, with the special token `eos` (id 0) if given.
+    pub fn train_on<'a>(
+        pieces: impl Iterator<Item = &'a str> + Send,
+        vocab_size: usize,
+        eos: Option<&str>,
+    ) -> Result<Self, DataError> {
         if vocab_size < MIN_VOCAB {
             return Err(DataError::InvalidConfig {
                 key: "vocab_size",
@@ -41,7 +50,7 @@ impl BpeTokenizer {
             .min_frequency(2)
             .show_progress(false)
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
-            .special_tokens(Vec::<AddedToken>::new())
+            .special_tokens(eos.iter().map(|t| AddedToken::from(t.to_string(), true)).collect())
             .build();
         let mut tokenizer: Inner = TokenizerBuilder::new()
             .with_model(BPE::default())
@@ -50,7 +59,7 @@ impl BpeTokenizer {
             .build()
             .map_err(|e| DataError::BpeTraining(e.to_string()))?;
         // Train on lines, so that no pre-token spans a line break twice.
-        let lines = text.split_inclusive('\n');
+        let lines = pieces.flat_map(|text| text.split_inclusive('\n'));
         tokenizer
             .train(&mut trainer, lines)
             .map_err(|e| DataError::BpeTraining(e.to_string()))?;
@@ -72,6 +81,21 @@ impl BpeTokenizer {
             .encode(text, false)
             .map_err(|e| DataError::BpeTraining(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// [`encode`](Self::encode) without character offsets (which a dataset does not keep):
+    /// the same ids, faster.
+    pub fn encode_fast(&self, text: &str) -> Result<Vec<u32>, DataError> {
+        let enc = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| DataError::BpeTraining(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// The id of `token`, if it is one of the vocabulary's (added tokens included).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
     }
 
     /// The largest token id plus one (a tokenizer may leave ids unused).

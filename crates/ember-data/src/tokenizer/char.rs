@@ -7,11 +7,13 @@ use crate::error::DataError;
 /// The JSON key that marks a character-level `tokenizer.json`.
 pub const KIND_KEY: &str = "ember_char_tokenizer";
 
-/// One token per character of a fixed, sorted alphabet.
+/// One token per character of a fixed, sorted alphabet, and optionally an end-of-text token
+/// (the id after the characters') for corpora of several documents.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CharTokenizer {
     chars: Vec<char>,
     ids: HashMap<char, u32>,
+    eos: Option<String>,
 }
 
 impl CharTokenizer {
@@ -21,14 +23,35 @@ impl CharTokenizer {
         Self::from_chars(set.into_iter().collect())
     }
 
-    fn from_chars(chars: Vec<char>) -> Self {
-        let ids = chars.iter().enumerate().map(|(i, &c)| (c, i as u32)).collect();
-        Self { chars, ids }
+    /// The vocabulary of a corpus whose distinct characters are `chars`, with the end-of-text
+    /// token `eos` (spelt as it decodes) after them, if given.
+    pub fn from_alphabet(chars: BTreeSet<char>, eos: Option<&str>) -> Self {
+        Self {
+            eos: eos.map(str::to_string),
+            ..Self::from_chars(chars.into_iter().collect())
+        }
     }
 
-    /// Number of characters.
+    fn from_chars(chars: Vec<char>) -> Self {
+        let ids = chars.iter().enumerate().map(|(i, &c)| (c, i as u32)).collect();
+        Self { chars, ids, eos: None }
+    }
+
+    /// Number of ids: the characters, and the end-of-text token if there is one.
     pub fn vocab_size(&self) -> usize {
-        self.chars.len()
+        self.chars.len() + usize::from(self.eos.is_some())
+    }
+
+    /// The id of `token`: a character's, or the end-of-text token's.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        if self.eos.as_deref() == Some(token) {
+            return Some(self.chars.len() as u32);
+        }
+        let mut chars = token.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => self.ids.get(&c).copied(),
+            _ => None,
+        }
     }
 
     /// Token ids of `text`; every character must be in the vocabulary.
@@ -54,17 +77,28 @@ impl CharTokenizer {
         })
     }
 
-    /// Text of `ids`; ids outside the vocabulary become U+FFFD.
+    /// Text of `ids`; the end-of-text id decodes to its token, ids outside the vocabulary
+    /// become U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> String {
-        ids.iter()
-            .map(|&i| self.chars.get(i as usize).copied().unwrap_or('\u{FFFD}'))
-            .collect()
+        let mut text = String::with_capacity(ids.len());
+        for &i in ids {
+            match (self.chars.get(i as usize), &self.eos) {
+                (Some(&c), _) => text.push(c),
+                (None, Some(eos)) if i as usize == self.chars.len() => text.push_str(eos),
+                _ => text.push('\u{FFFD}'),
+            }
+        }
+        text
     }
 
-    /// `{"ember_char_tokenizer": 1, "vocab": "<the characters in id order>"}`.
+    /// `{"ember_char_tokenizer": 1, "vocab": "<the characters in id order>"}`, and
+    /// `"eos": "<|endoftext|>"` when there is an end-of-text token.
     pub fn to_json(&self) -> String {
         let vocab: String = self.chars.iter().collect();
-        serde_json::json!({ KIND_KEY: 1, "vocab": vocab }).to_string()
+        match &self.eos {
+            None => serde_json::json!({ KIND_KEY: 1, "vocab": vocab }).to_string(),
+            Some(eos) => serde_json::json!({ KIND_KEY: 1, "vocab": vocab, "eos": eos }).to_string(),
+        }
     }
 
     /// Parses [`to_json`](Self::to_json)'s output.
@@ -78,7 +112,15 @@ impl CharTokenizer {
         if chars.is_empty() || distinct.len() != chars.len() {
             return Err("the \"vocab\" characters must be non-empty and distinct".into());
         }
-        Ok(Self::from_chars(chars))
+        let eos = match value.get("eos") {
+            None => None,
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(_) => return Err("\"eos\" must be a non-empty string".into()),
+        };
+        Ok(Self {
+            eos,
+            ..Self::from_chars(chars)
+        })
     }
 
     /// The same tokenizer in the Hugging Face `tokenizers` format, which
@@ -92,11 +134,21 @@ impl CharTokenizer {
             .enumerate()
             .map(|(i, c)| (c.to_string(), serde_json::Value::from(i)))
             .collect();
+        let added: Vec<serde_json::Value> = self
+            .eos
+            .iter()
+            .map(|eos| {
+                serde_json::json!({
+                    "id": self.chars.len(), "content": eos, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": true
+                })
+            })
+            .collect();
         serde_json::json!({
             "version": "1.0",
             "truncation": null,
             "padding": null,
-            "added_tokens": [],
+            "added_tokens": added,
             "normalizer": null,
             "pre_tokenizer": null,
             "post_processor": null,

@@ -4,8 +4,8 @@
 //! - [`CharTokenizer`]: one token per character; the vocabulary is the sorted set of
 //!   characters of the corpus.
 //! - [`BpeTokenizer`]: byte-level BPE trained with the `tokenizers` crate; any text encodes.
-//!
-//! - any Hugging Face `tokenizer.json` a model was imported with (`ember import`), used as it is.
+//!   The same type holds any Hugging Face `tokenizer.json` (GPT-2's, or one a model was
+//!   imported with), used as it is.
 //!
 //! Either is saved as `tokenizer.json` in the run directory and reloaded from there.
 
@@ -44,6 +44,23 @@ impl Tokenizer {
         match self {
             Tokenizer::Char(t) => t.encode(text, what),
             Tokenizer::Bpe(t) => t.encode(text),
+        }
+    }
+
+    /// Token ids of one piece of a corpus (see [`crate::sources`]): [`encode`](Self::encode),
+    /// without the offsets a dataset does not keep.
+    pub fn encode_piece(&self, text: &str) -> Result<Vec<u32>, DataError> {
+        match self {
+            Tokenizer::Char(t) => t.encode(text, "the corpus"),
+            Tokenizer::Bpe(t) => t.encode_fast(text),
+        }
+    }
+
+    /// The id of `token` (an end-of-text token, say), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Tokenizer::Char(t) => t.token_id(token),
+            Tokenizer::Bpe(t) => t.token_id(token),
         }
     }
 

@@ -1,0 +1,875 @@
+//! `ember prepare`: a corpus of any size into a token dataset, streaming and on every core.
+//!
+//! ```text
+//! 1. tokenizer   char: one pass collects the alphabet; bpe: one pass takes an even sample of
+//!                at most data.tokenizer_sample_bytes and trains on it; a tokenizer.json: as is
+//! 2. encode      reader thread ── batches of pieces ──► every core encodes ──► shard writers
+//!                (documents 9, 19, 29, … go to val; an end-of-text id after every document)
+//! 3. finish      val empty? move the tail (one document) or the last document into it;
+//!                write the shards' headers and checksums, tokenizer.json, meta.json (last)
+//! 4. publish     <out>.partial/ is renamed to <out>/; an old dataset there (--overwrite) is
+//!                removed only after the new one is in place
+//! ```
+//!
+//! Memory holds a few batches of text and their ids (tens of MiB), whatever the corpus size.
+//! An interrupted prepare leaves `<out>.partial/`, which nothing mistakes for a dataset (it
+//! has no `meta.json` until the very end, and is not at `<out>`); the next prepare removes it.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+use tracing::info;
+
+use crate::dataset::{DataConfig, DatasetMeta, FORMAT, ShardMeta, SourceMeta, SplitMeta, TokenizerKind};
+use crate::error::DataError;
+use crate::sources::{self, Piece, Sources};
+use crate::token_file::{HEADER, TokenWriter, finish_file, width_for};
+use crate::tokenizer::{BpeTokenizer, CharTokenizer, Tokenizer};
+
+/// Text per batch handed to the encoders.
+const BATCH_BYTES: usize = 16 << 20;
+
+/// Told how the work goes (a progress bar, in the CLI).
+pub trait Watch: Sync {
+    /// A pass over `total` bytes of input begins.
+    fn begin(&self, _what: &str, _total: u64) {}
+    /// `done` bytes of the current pass are read.
+    fn update(&self, _done: u64) {}
+    /// The current pass is over.
+    fn end(&self) {}
+}
+
+/// Reports nothing.
+pub struct Quiet;
+impl Watch for Quiet {}
+
+/// How to prepare.
+pub struct Options<'a> {
+    /// Use this tokenizer (a model's own) instead of `data.tokenizer`.
+    pub tokenizer: Option<Tokenizer>,
+    /// Replace a dataset already at the output path.
+    pub overwrite: bool,
+    /// Progress.
+    pub watch: &'a dyn Watch,
+}
+
+/// Where `ember prepare` writes the dataset of `config` when no `--out` is given: beside the
+/// corpus, its name without extensions plus `.tokens`.
+pub fn default_out(config: &DataConfig) -> Result<PathBuf, DataError> {
+    let path = config.path.single().ok_or_else(|| DataError::InvalidConfig {
+        key: "path",
+        value: config.path.to_string(),
+        problem: "several inputs make one dataset: name it with --out".into(),
+    })?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("corpus");
+    let mut stem = name.trim_end_matches(".gz").trim_end_matches(".zst");
+    stem = stem.trim_end_matches(".txt").trim_end_matches(".jsonl");
+    Ok(path.with_file_name(format!("{stem}.tokens")))
+}
+
+/// What became of the corpus.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The dataset's `meta.json`.
+    pub meta: DatasetMeta,
+    /// Where it is.
+    pub dir: PathBuf,
+    /// Seconds spent encoding (pass 2).
+    pub encode_s: f64,
+    /// Seconds in all.
+    pub total_s: f64,
+}
+
+/// Prepares `config`'s corpus into the dataset directory `out`.
+pub fn prepare(config: &DataConfig, out: &Path, options: Options<'_>) -> Result<Report, DataError> {
+    let started = std::time::Instant::now();
+    config.validate()?;
+    if config.dataset_dir().is_some() {
+        return Err(DataError::InvalidConfig {
+            key: "path",
+            value: config.path.to_string(),
+            problem: "is already a prepared dataset; train on it directly".into(),
+        });
+    }
+    check_out(out, options.overwrite)?;
+    let sources = sources::discover(&config.path.0)?;
+    if sources.skipped > 0 {
+        info!(
+            skipped = sources.skipped,
+            "files in the corpus directories that are neither .txt nor .jsonl (optionally .gz/.zst) were left out"
+        );
+    }
+    let partial = sibling(out, "partial");
+    if partial.exists() {
+        info!("removing {} left by an interrupted prepare", partial.display());
+        fs::remove_dir_all(&partial).map_err(DataError::io("removing", &partial))?;
+    }
+    fs::create_dir_all(partial.join("train")).map_err(DataError::io("creating", &partial))?;
+    fs::create_dir_all(partial.join("val")).map_err(DataError::io("creating", &partial))?;
+    let result = (|| {
+        let tokenizer = match options.tokenizer {
+            Some(t) => t,
+            None => make_tokenizer(config, &sources, options.watch)?,
+        };
+        let eos = if sources.many_documents() {
+            Some(eos_id(&tokenizer, &config.eos_token)?)
+        } else {
+            None
+        };
+        let encode_start = std::time::Instant::now();
+        let meta = encode(config, &sources, &tokenizer, eos, &partial, options.watch)?;
+        let encode_s = encode_start.elapsed().as_secs_f64();
+        tokenizer.save(&partial.join("tokenizer.json"))?;
+        crate::files::write_atomic(
+            &partial.join("meta.json"),
+            serde_json::to_string_pretty(&meta).expect("serialisable").as_bytes(),
+        )?;
+        Ok((meta, encode_s))
+    })();
+    let (meta, encode_s) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&partial);
+            return Err(e);
+        }
+    };
+    publish(&partial, out)?;
+    info!(
+        train = meta.train.tokens,
+        val = meta.val.tokens,
+        "prepared dataset {}",
+        out.display()
+    );
+    Ok(Report {
+        meta,
+        dir: out.to_path_buf(),
+        encode_s,
+        total_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    out.with_file_name(format!("{name}.{suffix}"))
+}
+
+/// Refuses an output path holding anything but an old dataset (and that, unless `overwrite`).
+fn check_out(out: &Path, overwrite: bool) -> Result<(), DataError> {
+    let Ok(meta) = fs::symlink_metadata(out) else {
+        return Ok(());
+    };
+    let exists = |problem: &str| DataError::DatasetExists {
+        path: out.to_path_buf(),
+        problem: problem.to_string(),
+    };
+    if !meta.is_dir() {
+        return Err(exists("is not a directory; choose another --out"));
+    }
+    let empty = fs::read_dir(out).map_err(DataError::io("listing", out))?.next().is_none();
+    if empty {
+        return Ok(());
+    }
+    if !crate::dataset::is_dataset(out) {
+        return Err(exists(
+            "holds files that are not an ember dataset; choose another --out (nothing was changed)",
+        ));
+    }
+    if !overwrite {
+        return Err(exists(
+            "already holds a prepared dataset; pass --overwrite to replace it, or choose another --out",
+        ));
+    }
+    Ok(())
+}
+
+/// Puts `partial` at `out`; an old dataset there is moved aside first and removed last.
+fn publish(partial: &Path, out: &Path) -> Result<(), DataError> {
+    let old = sibling(out, "old");
+    let had_old = fs::symlink_metadata(out).is_ok();
+    if had_old {
+        if old.exists() {
+            fs::remove_dir_all(&old).map_err(DataError::io("removing", &old))?;
+        }
+        fs::rename(out, &old).map_err(DataError::io("moving aside", out))?;
+    }
+    if let Err(e) = fs::rename(partial, out) {
+        if had_old {
+            let _ = fs::rename(&old, out);
+        }
+        return Err(DataError::io("renaming into place", out)(e));
+    }
+    if let Some(parent) = out.parent() {
+        crate::files::sync_dir(parent);
+    }
+    if had_old {
+        fs::remove_dir_all(&old).map_err(DataError::io("removing", &old))?;
+    }
+    Ok(())
+}
+
+/// The id of `token`, which must be one of the tokenizer's.
+fn eos_id(tokenizer: &Tokenizer, token: &str) -> Result<u32, DataError> {
+    tokenizer.token_id(token).ok_or_else(|| DataError::InvalidConfig {
+        key: "eos_token",
+        value: format!("{token:?}"),
+        problem: "the tokenizer has no such token, and a corpus of several documents needs one between them; set data.eos_token to one of the tokenizer's special tokens".into(),
+    })
+}
+
+/// Whether piece number `i` belongs to a sample taking the fraction `p` of all pieces: a fixed
+/// hash of `i` against `p`, so the same corpus always gives the same sample.
+fn sampled(i: u64, p: f64) -> bool {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z as f64) < p * u64::MAX as f64
+}
+
+/// The character tokenizer of a corpus: one pass collects its distinct characters (and the
+/// end-of-text token joins them when the corpus has several documents).
+pub fn alphabet(config: &DataConfig, sources: &Sources, watch: &dyn Watch) -> Result<CharTokenizer, DataError> {
+    let read = AtomicU64::new(0);
+    watch.begin("collecting the alphabet", sources.bytes());
+    let mut chars = BTreeSet::new();
+    let mut ascii = [false; 128];
+    sources::read_all(sources, &config.text_field, &read, &mut |_, piece| {
+        for c in piece.text.chars() {
+            if c.is_ascii() {
+                ascii[c as usize] = true;
+            } else {
+                chars.insert(c);
+            }
+        }
+        watch.update(read.load(Ordering::Relaxed));
+        Ok(())
+    })?;
+    watch.end();
+    chars.extend((0..128u8).filter(|&b| ascii[b as usize]).map(char::from));
+    let eos = sources.many_documents().then_some(config.eos_token.as_str());
+    Ok(CharTokenizer::from_alphabet(chars, eos))
+}
+
+/// Pass 1: the tokenizer `data.tokenizer` asks for.
+fn make_tokenizer(config: &DataConfig, sources: &Sources, watch: &dyn Watch) -> Result<Tokenizer, DataError> {
+    let eos = sources.many_documents().then_some(config.eos_token.as_str());
+    match &config.tokenizer {
+        TokenizerKind::File(path) => Tokenizer::load(path),
+        TokenizerKind::Char => Ok(Tokenizer::Char(alphabet(config, sources, watch)?)),
+        TokenizerKind::Bpe => {
+            // Compressed files hold about 4× their size in text.
+            let estimate: u64 = sources
+                .files
+                .iter()
+                .map(|s| match s.compression {
+                    sources::Compression::None => s.bytes,
+                    _ => s.bytes * 4,
+                })
+                .sum();
+            let p = config.tokenizer_sample_bytes as f64 / estimate.max(1) as f64;
+            let read = AtomicU64::new(0);
+            watch.begin("sampling text for the tokenizer", sources.bytes());
+            let (mut sample, mut bytes, mut index) = (Vec::new(), 0u64, 0u64);
+            sources::read_all(sources, &config.text_field, &read, &mut |_, piece| {
+                if bytes < config.tokenizer_sample_bytes && sampled(index, p) {
+                    bytes += piece.text.len() as u64;
+                    sample.push(piece.text);
+                }
+                index += 1;
+                watch.update(read.load(Ordering::Relaxed));
+                Ok(())
+            })?;
+            watch.end();
+            info!(
+                vocab_size = config.vocab_size,
+                sample_bytes = bytes,
+                "training byte-level BPE"
+            );
+            Ok(Tokenizer::Bpe(BpeTokenizer::train_on(
+                sample.iter().map(String::as_str),
+                config.vocab_size,
+                eos,
+            )?))
+        }
+    }
+}
+
+/// A piece on its way to the encoders, with where its ids go.
+struct Job {
+    text: String,
+    val: bool,
+    ends_document: bool,
+}
+
+/// The shards of one split being written.
+struct SplitWriter {
+    dir: PathBuf,
+    prefix: &'static str,
+    width: usize,
+    shard_tokens: u64,
+    current: Option<TokenWriter>,
+    closed: Vec<(PathBuf, u64)>,
+    tokens: u64,
+    documents: u64,
+}
+
+impl SplitWriter {
+    fn new(dir: &Path, prefix: &'static str, width: usize, shard_tokens: u64) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            prefix,
+            width,
+            shard_tokens,
+            current: None,
+            closed: Vec::new(),
+            tokens: 0,
+            documents: 0,
+        }
+    }
+
+    fn push(&mut self, mut ids: &[u32]) -> Result<(), DataError> {
+        while !ids.is_empty() {
+            if self.current.is_none() {
+                let path = self
+                    .dir
+                    .join(self.prefix)
+                    .join(format!("{:06}.bin", self.closed.len()));
+                self.current = Some(TokenWriter::create(&path, self.width)?);
+            }
+            let w = self.current.as_mut().expect("opened above");
+            let room = (self.shard_tokens - w.len()) as usize;
+            let (now, later) = ids.split_at(room.min(ids.len()));
+            w.push(now)?;
+            self.tokens += now.len() as u64;
+            ids = later;
+            if w.len() == self.shard_tokens {
+                self.closed.push(self.current.take().expect("open").close()?);
+            }
+        }
+        Ok(())
+    }
+
+    fn close(mut self) -> Result<Vec<(PathBuf, u64)>, DataError> {
+        if let Some(w) = self.current.take() {
+            self.closed.push(w.close()?);
+        }
+        Ok(self.closed)
+    }
+}
+
+/// Pass 2 and 3: every piece encoded into the shards, the splits completed.
+fn encode(
+    config: &DataConfig,
+    sources: &Sources,
+    tokenizer: &Tokenizer,
+    eos: Option<u32>,
+    dir: &Path,
+    watch: &dyn Watch,
+) -> Result<DatasetMeta, DataError> {
+    let bound = tokenizer.id_bound().max(tokenizer.vocab_size());
+    let width = width_for(bound);
+    let mut train = SplitWriter::new(dir, "train", width, config.shard_tokens);
+    let mut val = SplitWriter::new(dir, "val", width, config.shard_tokens);
+    let f = config.val_fraction;
+    let is_val = |doc: u64| ((doc + 1) as f64 * f).floor() > (doc as f64 * f).floor();
+    let mut val_chars = 0usize;
+    // The train document being written, and the last one completed: (tokens, characters).
+    let (mut doc, mut last_doc) = ((0u64, 0usize), (0u64, 0usize));
+    let read = AtomicU64::new(0);
+    watch.begin("encoding", sources.bytes());
+    let summaries = std::thread::scope(|scope| -> Result<Vec<sources::SourceSummary>, DataError> {
+        let (tx, rx) = mpsc::sync_channel::<Vec<Job>>(2);
+        let read = &read;
+        let reader = scope.spawn(move || {
+            let (mut batch, mut bytes, mut index) = (Vec::new(), 0usize, 0u64);
+            let summaries = sources::read_all(sources, &config.text_field, read, &mut |_, p: Piece| {
+                bytes += p.text.len();
+                batch.push(Job {
+                    text: p.text,
+                    val: is_val(index),
+                    ends_document: p.ends_document,
+                });
+                index += u64::from(p.ends_document);
+                if bytes >= BATCH_BYTES {
+                    bytes = 0;
+                    tx.send(std::mem::take(&mut batch)).map_err(|_| DataError::Stopped)?;
+                }
+                Ok(())
+            })?;
+            if !batch.is_empty() {
+                tx.send(batch).map_err(|_| DataError::Stopped)?;
+            }
+            Ok(summaries)
+        });
+        let write = || -> Result<(), DataError> {
+            for batch in rx {
+                let ids: Vec<Vec<u32>> = batch
+                    .par_iter()
+                    .map(|job| tokenizer.encode_piece(&job.text))
+                    .collect::<Result<_, _>>()?;
+                for (job, ids) in batch.iter().zip(&ids) {
+                    let split = if job.val { &mut val } else { &mut train };
+                    split.push(ids)?;
+                    let chars = count_chars(&job.text);
+                    if job.val {
+                        val_chars += chars;
+                    } else {
+                        doc = (doc.0 + ids.len() as u64, doc.1 + chars);
+                    }
+                    if job.ends_document {
+                        split.documents += 1;
+                        if let Some(eos) = eos {
+                            split.push(&[eos])?;
+                        }
+                        if !job.val {
+                            last_doc = (doc.0 + u64::from(eos.is_some()), doc.1);
+                            doc = (0, 0);
+                        }
+                    }
+                }
+                watch.update(read.load(Ordering::Relaxed));
+            }
+            Ok(())
+        };
+        let written = write();
+        // `write` consumed the receiver: a reader still sending stops.
+        let read_result = reader.join().expect("the reader thread does not panic");
+        written?;
+        read_result
+    })?;
+    watch.end();
+    let (mut train_docs, mut val_docs) = (train.documents, val.documents);
+    let mut train_files = train.close()?;
+    let mut val_files = val.close()?;
+    let total_docs = train_docs + val_docs;
+    let val_rule = if val_docs > 0 {
+        format!(
+            "documents i (from 0, in corpus order) with floor((i+1)*{f}) > floor(i*{f}): one in every {}",
+            (1.0 / f).round()
+        )
+    } else if total_docs <= 1 {
+        let n: u64 = train_files.iter().map(|f| f.1).sum();
+        let k = ((n as f64) * f).round() as u64;
+        val_files = move_tail(&mut train_files, k, width, dir, config.shard_tokens)?;
+        val_chars = count_moved_chars(&val_files, width, tokenizer)?;
+        format!("the last {k} tokens (val_fraction {f}) of the corpus's one document")
+    } else {
+        val_files = move_tail(&mut train_files, last_doc.0, width, dir, config.shard_tokens)?;
+        val_chars = last_doc.1;
+        (train_docs, val_docs) = (train_docs - 1, 1);
+        format!("the last document: too few documents ({total_docs}) for one in every {}", (1.0 / f).round())
+    };
+    let finish = |files: Vec<(PathBuf, u64)>, documents: u64| -> Result<SplitMeta, DataError> {
+        let mut shards = Vec::new();
+        for (path, tokens) in files {
+            if tokens == 0 {
+                fs::remove_file(&path).map_err(DataError::io("removing", &path))?;
+                continue;
+            }
+            let blake3 = finish_file(&path, width, tokens)?;
+            shards.push(ShardMeta {
+                file: path.strip_prefix(dir).expect("inside the dataset").to_path_buf(),
+                tokens,
+                blake3: Some(blake3),
+            });
+        }
+        Ok(SplitMeta {
+            tokens: shards.iter().map(|s| s.tokens).sum(),
+            documents,
+            shards,
+        })
+    };
+    let train_meta = finish(train_files, train_docs)?;
+    let val_meta = finish(val_files, val_docs)?;
+    let text_bytes = summaries.iter().map(|s| s.text_bytes).sum();
+    let single_text = sources.files.len() == 1 && sources.files[0].compression == sources::Compression::None;
+    let entropy_floor = if single_text {
+        crate::synth::read_floor(&sources.files[0].path)
+    } else {
+        None
+    };
+    Ok(DatasetMeta {
+        format: FORMAT.into(),
+        version: 1,
+        tokenizer_fingerprint: tokenizer.fingerprint(),
+        vocab_size: bound,
+        eos_id: eos,
+        train: train_meta,
+        val: val_meta,
+        val_chars,
+        val_rule,
+        text_bytes,
+        sources: sources
+            .files
+            .iter()
+            .zip(&summaries)
+            .map(|(s, sum)| SourceMeta {
+                path: s.path.clone(),
+                bytes: s.bytes,
+                blake3: sum.blake3.clone(),
+                documents: sum.documents,
+                text_bytes: sum.text_bytes,
+            })
+            .collect(),
+        prepared_with: config.clone(),
+        entropy_floor,
+    })
+}
+
+/// Moves the last `k` tokens of the (closed, not yet finished) train shards into new val
+/// shards, shortening the train shards' recorded lengths; returns the val shards.
+fn move_tail(
+    train: &mut [(PathBuf, u64)],
+    k: u64,
+    width: usize,
+    dir: &Path,
+    shard_tokens: u64,
+) -> Result<Vec<(PathBuf, u64)>, DataError> {
+    let total: u64 = train.iter().map(|f| f.1).sum();
+    let start = total - k.min(total);
+    let mut val = SplitWriter::new(dir, "val", width, shard_tokens);
+    let mut pos = 0u64;
+    for (path, len) in train.iter_mut() {
+        let first = pos;
+        pos += *len;
+        if pos <= start {
+            continue;
+        }
+        let from = start.max(first) - first;
+        let file = fs::File::open(&*path).map_err(DataError::io("opening", &*path))?;
+        let mut at = from;
+        while at < *len {
+            let n = (*len - at).min(1 << 20) as usize;
+            let mut bytes = vec![0u8; n * width];
+            crate::token_file::read_at(&file, &mut bytes, HEADER as u64 + at * width as u64)
+                .map_err(DataError::io("reading", &*path))?;
+            val.push(&crate::token_file::ids_from_bytes(&bytes, width))?;
+            at += n as u64;
+        }
+        *len = from;
+    }
+    val.close()
+}
+
+/// Characters the (closed) shards' ids spell, decoded a million ids at a time.
+fn count_moved_chars(files: &[(PathBuf, u64)], width: usize, tokenizer: &Tokenizer) -> Result<usize, DataError> {
+    let mut chars = 0;
+    for (path, len) in files {
+        let file = fs::File::open(path).map_err(DataError::io("opening", path))?;
+        let mut at = 0u64;
+        while at < *len {
+            let n = (*len - at).min(1 << 20) as usize;
+            let mut bytes = vec![0u8; n * width];
+            crate::token_file::read_at(&file, &mut bytes, HEADER as u64 + at * width as u64)
+                .map_err(DataError::io("reading", path))?;
+            chars += tokenizer.decode(&crate::token_file::ids_from_bytes(&bytes, width)).chars().count();
+            at += n as u64;
+        }
+    }
+    Ok(chars)
+}
+
+fn count_chars(text: &str) -> usize {
+    text.chars().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::{Inputs, open_dataset};
+    use std::io::Write;
+
+    /// Varied lines: trailing spaces, indentation, blank lines, so that pieces are cut among
+    /// all the shapes byte-level BPE's pre-tokenizer cares about.
+    fn text(n: usize, seed: usize) -> String {
+        let words = ["the", "king", "speaks", "and", "all", "hear", "him", "now", "é", "☕"];
+        let mut out = String::new();
+        for i in 0..n {
+            let k = (i * 7 + seed * 13) % words.len();
+            match i % 5 {
+                0 => out.push_str(&format!("{} {} {i}.\n", words[k], words[(k + 3) % 10])),
+                1 => out.push_str(&format!("  {} {} \n", words[(k + 1) % 10], words[k])),
+                2 => out.push_str("\n"),
+                3 => out.push_str(&format!("{}, {}!\n", words[k].to_uppercase(), words[(k + 5) % 10])),
+                _ => out.push_str(&format!("\t{}'s {}\n", words[(k + 2) % 10], words[(k + 4) % 10])),
+            }
+        }
+        out
+    }
+
+    fn config(path: impl Into<Inputs>) -> DataConfig {
+        DataConfig {
+            path: path.into(),
+            shard_tokens: 1024,
+            ..DataConfig::default()
+        }
+    }
+
+    fn options() -> Options<'static> {
+        Options {
+            tokenizer: None,
+            overwrite: false,
+            watch: &Quiet,
+        }
+    }
+
+    fn all(tokens: &crate::Tokens) -> Vec<u32> {
+        let mut out = Vec::new();
+        tokens.extend_window(0, tokens.len(), &mut out);
+        out
+    }
+
+    /// A GPT-2-style tokenizer.json (byte-level BPE with `<|endoftext|>`), as a user brings one.
+    fn tokenizer_file(dir: &Path) -> PathBuf {
+        let bpe = BpeTokenizer::train_on([text(3000, 9).as_str()].into_iter(), 400, Some("<|endoftext|>")).unwrap();
+        let path = dir.join("gpt2-like.json");
+        fs::write(&path, bpe.to_json()).unwrap();
+        path
+    }
+
+    #[test]
+    fn many_documents_become_shards_with_end_of_text_ids_and_whole_validation_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        fs::create_dir_all(corpus.join("books")).unwrap();
+        // Documents in reading order: 11 text files (one longer than a piece), then JSONL
+        // records from a gzip and a zstd file.
+        let mut docs = Vec::new();
+        for i in 0..11 {
+            let t = text(if i == 4 { 40_000 } else { 50 + i * 10 }, i);
+            fs::write(corpus.join(format!("books/{i:02}.txt")), &t).unwrap();
+            docs.push(t);
+        }
+        let records: Vec<String> = (0..6).map(|i| text(30, 100 + i)).collect();
+        let jsonl: String = records[..3]
+            .iter()
+            .map(|t| format!("{}\n", serde_json::json!({ "text": t, "id": 1 })))
+            .collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(jsonl.as_bytes()).unwrap();
+        fs::write(corpus.join("c.jsonl.gz"), gz.finish().unwrap()).unwrap();
+        let jsonl: String = records[3..]
+            .iter()
+            .map(|t| format!("{}\n", serde_json::json!({ "text": t })))
+            .collect();
+        let zst = ruzstd::encoding::compress_to_vec(jsonl.as_bytes(), ruzstd::encoding::CompressionLevel::Fastest);
+        fs::write(corpus.join("d.jsonl.zst"), zst).unwrap();
+        docs.extend(records);
+        fs::write(corpus.join("README.md"), "not part of the corpus").unwrap();
+
+        let tok_path = tokenizer_file(dir.path());
+        let cfg = DataConfig {
+            tokenizer: TokenizerKind::File(tok_path.clone()),
+            ..config(corpus)
+        };
+        let out = dir.path().join("ds");
+        let report = prepare(&cfg, &out, options()).unwrap();
+        let meta = &report.meta;
+        // What Hugging Face `tokenizers` gives for each whole document, then the EOS id.
+        let hf = tokenizers::Tokenizer::from_file(&tok_path).unwrap();
+        let eos = hf.token_to_id("<|endoftext|>").unwrap();
+        assert_eq!(meta.eos_id, Some(eos));
+        let (mut train, mut val, mut val_chars) = (Vec::new(), Vec::new(), 0);
+        for (i, doc) in docs.iter().enumerate() {
+            let ids = hf.encode(doc.as_str(), false).unwrap().get_ids().to_vec();
+            let split = if i == 9 {
+                val_chars += doc.chars().count();
+                &mut val
+            } else {
+                &mut train
+            };
+            split.extend(ids);
+            split.push(eos);
+        }
+        let data = open_dataset(&out, &out.join("tokenizer.json")).unwrap();
+        assert_eq!(all(&data.train), train);
+        assert_eq!(all(&data.val), val);
+        assert_eq!((meta.train.documents, meta.val.documents), (16, 1));
+        assert_eq!(meta.val_chars, val_chars);
+        assert!(meta.train.shards.len() > 3, "{} shards", meta.train.shards.len());
+        assert!(meta.train.shards[..meta.train.shards.len() - 1].iter().all(|s| s.tokens == 1024));
+        // A window across the first shard boundary reads both sides.
+        let mut window = Vec::new();
+        data.train.extend_window(1000, 50, &mut window);
+        assert_eq!(window, &train[1000..1050]);
+        assert_eq!(meta.sources.len(), 13);
+        assert_eq!(meta.text_bytes as usize, docs.iter().map(|d| d.len()).sum::<usize>());
+        assert!(!dir.path().join("ds.partial").exists());
+    }
+
+    #[test]
+    fn one_document_keeps_its_tail_for_validation_with_the_ids_of_the_whole_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("one.txt");
+        let t = text(60_000, 1);
+        fs::write(&corpus, &t).unwrap();
+        for kind in [TokenizerKind::Char, TokenizerKind::Bpe] {
+            let cfg = DataConfig {
+                tokenizer: kind.clone(),
+                vocab_size: 300,
+                ..config(corpus.clone())
+            };
+            let out = dir.path().join(format!("ds-{kind}"));
+            let meta = prepare(&cfg, &out, options()).unwrap().meta;
+            let data = open_dataset(&out, &out.join("tokenizer.json")).unwrap();
+            let whole = data.tokenizer.encode(&t, "t").unwrap();
+            let n_val = (whole.len() as f64 * 0.1).round() as usize;
+            let (train, val) = whole.split_at(whole.len() - n_val);
+            assert_eq!(all(&data.train), train, "{kind}");
+            assert_eq!(all(&data.val), val, "{kind}");
+            assert_eq!(meta.eos_id, None);
+            assert_eq!(meta.val_chars, data.tokenizer.decode(val).chars().count());
+            assert!(meta.val_rule.contains("one document"), "{}", meta.val_rule);
+            assert!(meta.val.shards.len() > 1 || kind == TokenizerKind::Bpe);
+        }
+        // The character tokenizer of the whole text, as training always had it.
+        let data = open_dataset(&dir.path().join("ds-char"), &dir.path().join("ds-char/tokenizer.json")).unwrap();
+        assert_eq!(
+            data.tokenizer.fingerprint(),
+            Tokenizer::Char(CharTokenizer::from_text(&t)).fingerprint()
+        );
+    }
+
+    #[test]
+    fn too_few_documents_give_the_last_one_to_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c");
+        fs::create_dir(&corpus).unwrap();
+        let docs: Vec<String> = (0..3).map(|i| text(200, i)).collect();
+        for (i, d) in docs.iter().enumerate() {
+            fs::write(corpus.join(format!("{i}.txt")), d).unwrap();
+        }
+        let out = dir.path().join("ds");
+        let meta = prepare(&config(corpus), &out, options()).unwrap().meta;
+        let data = open_dataset(&out, &out.join("tokenizer.json")).unwrap();
+        let eos = meta.eos_id.expect("several documents");
+        assert_eq!(eos as usize, data.tokenizer.vocab_size() - 1);
+        let mut val = data.tokenizer.encode(&docs[2], "d").unwrap();
+        val.push(eos);
+        assert_eq!(all(&data.val), val);
+        assert_eq!((meta.train.documents, meta.val.documents), (2, 1));
+        assert_eq!(meta.val_chars, docs[2].chars().count());
+        assert_eq!(data.tokenizer.decode(&[eos]), "<|endoftext|>");
+    }
+
+    #[test]
+    fn bad_input_stops_the_prepare_and_leaves_an_existing_dataset_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c");
+        fs::create_dir(&corpus).unwrap();
+        for i in 0..5 {
+            fs::write(corpus.join(format!("{i}.txt")), text(100, i)).unwrap();
+        }
+        let out = dir.path().join("ds");
+        prepare(&config(corpus.clone()), &out, options()).unwrap();
+        let before = fs::read(out.join("meta.json")).unwrap();
+        let again = || {
+            prepare(
+                &config(corpus.clone()),
+                &out,
+                Options {
+                    overwrite: true,
+                    ..options()
+                },
+            )
+        };
+        fs::write(corpus.join("3.txt"), [b'a', 0, 159, 146, 150]).unwrap();
+        let msg = again().unwrap_err().to_string();
+        assert!(msg.contains("3.txt") && msg.contains("binary"), "{msg}");
+        fs::write(corpus.join("3.txt"), "fine").unwrap();
+        fs::write(corpus.join("4.jsonl"), "{\"text\": \"a\"}\n{\"txt\": \"b\"}\n").unwrap();
+        let msg = again().unwrap_err().to_string();
+        assert!(msg.contains("4.jsonl line 2: the record has no \"text\" field"), "{msg}");
+        fs::write(corpus.join("4.jsonl"), "{\"text\": \"a\"}\nnot json\n").unwrap();
+        let msg = again().unwrap_err().to_string();
+        assert!(msg.contains("4.jsonl line 2: not JSON"), "{msg}");
+        fs::remove_file(corpus.join("4.jsonl")).unwrap();
+        fs::write(corpus.join("5.txt.gz"), b"\x1f\x8b\x08\x00garbage").unwrap();
+        let msg = again().unwrap_err().to_string();
+        assert!(msg.contains("5.txt.gz") && msg.contains("corrupt gzip stream"), "{msg}");
+        assert_eq!(fs::read(out.join("meta.json")).unwrap(), before, "the old dataset is untouched");
+        assert!(!dir.path().join("ds.partial").exists(), "nothing half-written is left");
+        open_dataset(&out, &out.join("tokenizer.json")).unwrap();
+        // Fixed, the corpus replaces the old dataset only with --overwrite.
+        fs::remove_file(corpus.join("5.txt.gz")).unwrap();
+        let msg = prepare(&config(corpus.clone()), &out, options()).unwrap_err().to_string();
+        assert!(msg.contains("already holds a prepared dataset; pass --overwrite"), "{msg}");
+        again().unwrap();
+        assert_ne!(fs::read(out.join("meta.json")).unwrap(), before);
+        assert!(!dir.path().join("ds.old").exists());
+        // A directory of other files is never written into.
+        let other = dir.path().join("photos");
+        fs::create_dir(&other).unwrap();
+        fs::write(other.join("cat.jpg"), "x").unwrap();
+        let msg = prepare(&config(corpus), &other, options()).unwrap_err().to_string();
+        assert!(msg.contains("not an ember dataset"), "{msg}");
+    }
+
+    #[test]
+    fn an_interrupted_prepare_leaves_nothing_that_opens_as_a_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c.txt");
+        fs::write(&corpus, text(500, 0)).unwrap();
+        let out = dir.path().join("ds");
+        // What a killed prepare leaves: shards with headers counting 0, no meta.json.
+        let partial = dir.path().join("ds.partial");
+        fs::create_dir_all(partial.join("train")).unwrap();
+        let mut w = TokenWriter::create(&partial.join("train/000000.bin"), 2).unwrap();
+        w.push(&[1, 2, 3]).unwrap();
+        w.close().unwrap();
+        assert!(!crate::dataset::is_dataset(&partial));
+        let msg = crate::TokenFile::open(&partial.join("train/000000.bin")).unwrap_err().to_string();
+        assert!(msg.contains("the header promises 0 tokens but the file has 30 bytes"), "{msg}");
+        assert!(!crate::dataset::is_dataset(&out));
+        prepare(&config(corpus), &out, options()).unwrap();
+        assert!(crate::dataset::is_dataset(&out));
+        assert!(!partial.exists(), "the leftover is removed");
+    }
+
+    #[test]
+    fn bpe_trains_on_a_bounded_deterministic_sample() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("corpus");
+        fs::create_dir(&corpus).unwrap();
+        for i in 0..40 {
+            fs::write(corpus.join(format!("{i:02}.txt")), text(400, i)).unwrap();
+        }
+        let cfg = |bytes| DataConfig {
+            tokenizer: TokenizerKind::Bpe,
+            vocab_size: 300,
+            tokenizer_sample_bytes: bytes,
+            ..config(corpus.clone())
+        };
+        let fingerprint = |bytes, name: &str| {
+            prepare(&cfg(bytes), &dir.path().join(name), options())
+                .unwrap()
+                .meta
+                .tokenizer_fingerprint
+        };
+        let a = fingerprint(4096, "a");
+        assert_eq!(fingerprint(4096, "b"), a, "the same sample each time");
+        assert_ne!(fingerprint(1 << 30, "c"), a, "a larger sample, another tokenizer");
+        let data = open_dataset(&dir.path().join("a"), &dir.path().join("a/tokenizer.json")).unwrap();
+        assert_eq!(data.tokenizer.token_id("<|endoftext|>"), Some(0));
+    }
+
+    #[test]
+    fn a_tokenizer_without_the_end_of_text_token_is_refused_for_several_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let corpus = dir.path().join("c.jsonl");
+        fs::write(&corpus, "{\"text\": \"a b\"}\n{\"text\": \"c d\"}\n").unwrap();
+        let tok = dir.path().join("plain.json");
+        fs::write(&tok, BpeTokenizer::train(&text(500, 3), 300).unwrap().to_json()).unwrap();
+        let cfg = DataConfig {
+            tokenizer: TokenizerKind::File(tok),
+            ..config(corpus)
+        };
+        let msg = prepare(&cfg, &dir.path().join("ds"), options()).unwrap_err().to_string();
+        assert!(msg.starts_with("data.eos_token = \"<|endoftext|>\": the tokenizer has no such token"), "{msg}");
+        assert!(!dir.path().join("ds").exists() && !dir.path().join("ds.partial").exists());
+    }
+}
