@@ -322,8 +322,9 @@ fn read_text(
                 ),
             });
         }
-        let rest = buf.split_off(cut);
-        let bytes = std::mem::replace(&mut buf, rest);
+        // Copied out, so that the piece holds only its own bytes and `buf` keeps its capacity.
+        let bytes = buf[..cut].to_vec();
+        buf.drain(..cut);
         let text = String::from_utf8(bytes).map_err(|e| DataError::CorpusNotText {
             path: path.to_path_buf(),
             reason: format!("invalid UTF-8 at byte {}", offset + e.utf8_error().valid_up_to() as u64),
@@ -367,19 +368,25 @@ fn safe_cut(buf: &[u8]) -> usize {
 }
 
 /// Splits one document's `text` into pieces, as [`read_text`] does for a file.
+/// Each piece is copied out, so that it holds only its own bytes.
 fn emit_document(text: String, emit: &mut dyn FnMut(Piece) -> Result<(), DataError>) -> Result<(), DataError> {
-    let mut rest = text;
-    while rest.len() > MAX_PIECE_BYTES {
-        let cut = safe_cut(rest.as_bytes());
-        let tail = rest.split_off(cut);
+    if text.len() <= MAX_PIECE_BYTES {
+        return emit(Piece {
+            text,
+            ends_document: true,
+        });
+    }
+    let mut start = 0;
+    while text.len() - start > MAX_PIECE_BYTES {
+        let cut = start + safe_cut(&text.as_bytes()[start..]);
         emit(Piece {
-            text: rest,
+            text: text[start..cut].to_string(),
             ends_document: false,
         })?;
-        rest = tail;
+        start = cut;
     }
     emit(Piece {
-        text: rest,
+        text: text[start..].to_string(),
         ends_document: true,
     })
 }
