@@ -91,10 +91,14 @@ pub fn run(args: PrepareArgs, quiet: bool) -> Result<()> {
         m.text_bytes as f64 / 1e6,
         m.train.documents + m.val.documents
     );
-    println!("tokenizer   {} ids{}", m.vocab_size, match m.eos_id {
-        Some(id) => format!(", end-of-text id {id} after every document"),
-        None => String::new(),
-    });
+    println!(
+        "tokenizer   {} ids{}",
+        m.vocab_size,
+        match m.eos_id {
+            Some(id) => format!(", end-of-text id {id} after every document"),
+            None => String::new(),
+        }
+    );
     println!(
         "tokens      {} train + {} val in {shards} shards; val: {}",
         m.train.tokens, m.val.tokens, m.val_rule

@@ -104,7 +104,9 @@ mod tests {
         std::os::unix::fs::symlink(&a, &b).unwrap();
         check(&a, "symbolic links");
         // Inside a directory, a FIFO named like a corpus file is refused too, never opened.
-        let msg = crate::sources::discover(&[dir.path().to_path_buf()]).unwrap_err().to_string();
+        let msg = crate::sources::discover(&[dir.path().to_path_buf()])
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("symbolic links") || msg.contains("is a FIFO"), "{msg}");
     }
 }

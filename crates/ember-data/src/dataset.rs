@@ -164,9 +164,8 @@ impl Default for DataConfig {
 impl DataConfig {
     /// Checks the values that do not need the corpus.
     pub fn validate(&self) -> Result<(), DataError> {
-        let bad = |key: &'static str, value: String, problem: String| {
-            Err(DataError::InvalidConfig { key, value, problem })
-        };
+        let bad =
+            |key: &'static str, value: String, problem: String| Err(DataError::InvalidConfig { key, value, problem });
         if !(self.val_fraction > 0.0 && self.val_fraction < 1.0) {
             return bad(
                 "val_fraction",
@@ -192,7 +191,11 @@ impl DataConfig {
             );
         }
         if self.text_field.is_empty() {
-            return bad("text_field", "\"\"".into(), "name the JSONL field that holds the text".into());
+            return bad(
+                "text_field",
+                "\"\"".into(),
+                "name the JSONL field that holds the text".into(),
+            );
         }
         if self.tokenizer_sample_bytes < 1 << 10 {
             return bad(
@@ -421,7 +424,11 @@ pub fn open_dataset(dir: &Path, tokenizer: &Path) -> Result<PreparedData, DataEr
             if file.len() as u64 != shard.tokens {
                 return Err(DataError::BadTokenFile {
                     path: file.path().to_path_buf(),
-                    reason: format!("it holds {} tokens where meta.json records {}", file.len(), shard.tokens),
+                    reason: format!(
+                        "it holds {} tokens where meta.json records {}",
+                        file.len(),
+                        shard.tokens
+                    ),
                 });
             }
             if shard.blake3.is_none() {
@@ -437,7 +444,11 @@ pub fn open_dataset(dir: &Path, tokenizer: &Path) -> Result<PreparedData, DataEr
         if tokens.len() as u64 != split.tokens {
             return Err(DataError::BadTokenFile {
                 path: dir.join("meta.json"),
-                reason: format!("its shards hold {} tokens where it records {}", tokens.len(), split.tokens),
+                reason: format!(
+                    "its shards hold {} tokens where it records {}",
+                    tokens.len(),
+                    split.tokens
+                ),
             });
         }
         Ok(tokens)
@@ -462,9 +473,15 @@ mod tests {
         let cfg: DataConfig = toml::from_str("tokenizer = \"bpe\"\nvocab_size = 1024").unwrap();
         assert_eq!(cfg.val_fraction, 0.1);
         assert_eq!(cfg.path, Inputs::from("data/tinyshakespeare.txt"));
-        let err = toml::from_str::<DataConfig>("tokenizer = \"words\"").unwrap_err().to_string();
-        assert!(err.contains("expected \"char\", \"bpe\", or the path of a tokenizer.json"), "{err}");
-        let cfg: DataConfig = toml::from_str("tokenizer = \"gpt2/tokenizer.json\"\npath = [\"a\", \"b.jsonl\"]").unwrap();
+        let err = toml::from_str::<DataConfig>("tokenizer = \"words\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected \"char\", \"bpe\", or the path of a tokenizer.json"),
+            "{err}"
+        );
+        let cfg: DataConfig =
+            toml::from_str("tokenizer = \"gpt2/tokenizer.json\"\npath = [\"a\", \"b.jsonl\"]").unwrap();
         assert_eq!(cfg.tokenizer, TokenizerKind::File("gpt2/tokenizer.json".into()));
         assert_eq!(cfg.path.0, [PathBuf::from("a"), PathBuf::from("b.jsonl")]);
         let back: DataConfig = toml::from_str(&toml::to_string(&cfg).unwrap()).unwrap();

@@ -54,7 +54,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), crate::DataError> {
 /// Syncs a directory's entries (a rename in it) to disk, where the platform allows.
 pub fn sync_dir(dir: &Path) {
     #[cfg(unix)]
-    if let Ok(d) = File::open(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }) {
+    if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) {
         let _ = d.sync_all();
     }
 }

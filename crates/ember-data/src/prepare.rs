@@ -27,7 +27,8 @@ use tracing::info;
 use crate::dataset::{DataConfig, DatasetMeta, FORMAT, ShardMeta, SourceMeta, SplitMeta, TokenizerKind};
 use crate::error::DataError;
 use crate::sources::{self, Piece, Sources};
-use crate::token_file::{HEADER, TokenWriter, finish_file, width_for};
+use crate::split_writer::{SplitWriter, count_moved_chars, move_tail};
+use crate::token_file::{finish_file, width_for};
 use crate::tokenizer::{BpeTokenizer, CharTokenizer, Tokenizer};
 
 /// Text per batch handed to the encoders.
@@ -153,7 +154,10 @@ pub fn prepare(config: &DataConfig, out: &Path, options: Options<'_>) -> Result<
 }
 
 fn sibling(out: &Path, suffix: &str) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     out.with_file_name(format!("{name}.{suffix}"))
 }
 
@@ -169,7 +173,10 @@ fn check_out(out: &Path, overwrite: bool) -> Result<(), DataError> {
     if !meta.is_dir() {
         return Err(exists("is not a directory; choose another --out"));
     }
-    let empty = fs::read_dir(out).map_err(DataError::io("listing", out))?.next().is_none();
+    let empty = fs::read_dir(out)
+        .map_err(DataError::io("listing", out))?
+        .next()
+        .is_none();
     if empty {
         return Ok(());
     }
@@ -305,62 +312,6 @@ struct Job {
     ends_document: bool,
 }
 
-/// The shards of one split being written.
-struct SplitWriter {
-    dir: PathBuf,
-    prefix: &'static str,
-    width: usize,
-    shard_tokens: u64,
-    current: Option<TokenWriter>,
-    closed: Vec<(PathBuf, u64)>,
-    tokens: u64,
-    documents: u64,
-}
-
-impl SplitWriter {
-    fn new(dir: &Path, prefix: &'static str, width: usize, shard_tokens: u64) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-            prefix,
-            width,
-            shard_tokens,
-            current: None,
-            closed: Vec::new(),
-            tokens: 0,
-            documents: 0,
-        }
-    }
-
-    fn push(&mut self, mut ids: &[u32]) -> Result<(), DataError> {
-        while !ids.is_empty() {
-            if self.current.is_none() {
-                let path = self
-                    .dir
-                    .join(self.prefix)
-                    .join(format!("{:06}.bin", self.closed.len()));
-                self.current = Some(TokenWriter::create(&path, self.width)?);
-            }
-            let w = self.current.as_mut().expect("opened above");
-            let room = (self.shard_tokens - w.len()) as usize;
-            let (now, later) = ids.split_at(room.min(ids.len()));
-            w.push(now)?;
-            self.tokens += now.len() as u64;
-            ids = later;
-            if w.len() == self.shard_tokens {
-                self.closed.push(self.current.take().expect("open").close()?);
-            }
-        }
-        Ok(())
-    }
-
-    fn close(mut self) -> Result<Vec<(PathBuf, u64)>, DataError> {
-        if let Some(w) = self.current.take() {
-            self.closed.push(w.close()?);
-        }
-        Ok(self.closed)
-    }
-}
-
 /// Pass 2 and 3: every piece encoded into the shards, the splits completed.
 fn encode(
     config: &DataConfig,
@@ -461,7 +412,10 @@ fn encode(
         val_files = move_tail(&mut train_files, last_doc.0, width, dir, config.shard_tokens)?;
         val_chars = last_doc.1;
         (train_docs, val_docs) = (train_docs - 1, 1);
-        format!("the last document: too few documents ({total_docs}) for one in every {}", (1.0 / f).round())
+        format!(
+            "the last document: too few documents ({total_docs}) for one in every {}",
+            (1.0 / f).round()
+        )
     };
     let finish = |files: Vec<(PathBuf, u64)>, documents: u64| -> Result<SplitMeta, DataError> {
         let mut shards = Vec::new();
@@ -518,59 +472,6 @@ fn encode(
         prepared_with: config.clone(),
         entropy_floor,
     })
-}
-
-/// Moves the last `k` tokens of the (closed, not yet finished) train shards into new val
-/// shards, shortening the train shards' recorded lengths; returns the val shards.
-fn move_tail(
-    train: &mut [(PathBuf, u64)],
-    k: u64,
-    width: usize,
-    dir: &Path,
-    shard_tokens: u64,
-) -> Result<Vec<(PathBuf, u64)>, DataError> {
-    let total: u64 = train.iter().map(|f| f.1).sum();
-    let start = total - k.min(total);
-    let mut val = SplitWriter::new(dir, "val", width, shard_tokens);
-    let mut pos = 0u64;
-    for (path, len) in train.iter_mut() {
-        let first = pos;
-        pos += *len;
-        if pos <= start {
-            continue;
-        }
-        let from = start.max(first) - first;
-        let file = fs::File::open(&*path).map_err(DataError::io("opening", &*path))?;
-        let mut at = from;
-        while at < *len {
-            let n = (*len - at).min(1 << 20) as usize;
-            let mut bytes = vec![0u8; n * width];
-            crate::token_file::read_at(&file, &mut bytes, HEADER as u64 + at * width as u64)
-                .map_err(DataError::io("reading", &*path))?;
-            val.push(&crate::token_file::ids_from_bytes(&bytes, width))?;
-            at += n as u64;
-        }
-        *len = from;
-    }
-    val.close()
-}
-
-/// Characters the (closed) shards' ids spell, decoded a million ids at a time.
-fn count_moved_chars(files: &[(PathBuf, u64)], width: usize, tokenizer: &Tokenizer) -> Result<usize, DataError> {
-    let mut chars = 0;
-    for (path, len) in files {
-        let file = fs::File::open(path).map_err(DataError::io("opening", path))?;
-        let mut at = 0u64;
-        while at < *len {
-            let n = (*len - at).min(1 << 20) as usize;
-            let mut bytes = vec![0u8; n * width];
-            crate::token_file::read_at(&file, &mut bytes, HEADER as u64 + at * width as u64)
-                .map_err(DataError::io("reading", path))?;
-            chars += tokenizer.decode(&crate::token_file::ids_from_bytes(&bytes, width)).chars().count();
-            at += n as u64;
-        }
-    }
-    Ok(chars)
 }
 
 fn count_chars(text: &str) -> usize {
@@ -691,7 +592,11 @@ mod tests {
         assert_eq!((meta.train.documents, meta.val.documents), (16, 1));
         assert_eq!(meta.val_chars, val_chars);
         assert!(meta.train.shards.len() > 3, "{} shards", meta.train.shards.len());
-        assert!(meta.train.shards[..meta.train.shards.len() - 1].iter().all(|s| s.tokens == 1024));
+        assert!(
+            meta.train.shards[..meta.train.shards.len() - 1]
+                .iter()
+                .all(|s| s.tokens == 1024)
+        );
         // A window across the first shard boundary reads both sides.
         let mut window = Vec::new();
         data.train.extend_window(1000, 50, &mut window);
@@ -783,7 +688,10 @@ mod tests {
         fs::write(corpus.join("3.txt"), "fine").unwrap();
         fs::write(corpus.join("4.jsonl"), "{\"text\": \"a\"}\n{\"txt\": \"b\"}\n").unwrap();
         let msg = again().unwrap_err().to_string();
-        assert!(msg.contains("4.jsonl line 2: the record has no \"text\" field"), "{msg}");
+        assert!(
+            msg.contains("4.jsonl line 2: the record has no \"text\" field"),
+            "{msg}"
+        );
         fs::write(corpus.join("4.jsonl"), "{\"text\": \"a\"}\nnot json\n").unwrap();
         let msg = again().unwrap_err().to_string();
         assert!(msg.contains("4.jsonl line 2: not JSON"), "{msg}");
@@ -791,13 +699,22 @@ mod tests {
         fs::write(corpus.join("5.txt.gz"), b"\x1f\x8b\x08\x00garbage").unwrap();
         let msg = again().unwrap_err().to_string();
         assert!(msg.contains("5.txt.gz") && msg.contains("corrupt gzip stream"), "{msg}");
-        assert_eq!(fs::read(out.join("meta.json")).unwrap(), before, "the old dataset is untouched");
+        assert_eq!(
+            fs::read(out.join("meta.json")).unwrap(),
+            before,
+            "the old dataset is untouched"
+        );
         assert!(!dir.path().join("ds.partial").exists(), "nothing half-written is left");
         open_dataset(&out, &out.join("tokenizer.json")).unwrap();
         // Fixed, the corpus replaces the old dataset only with --overwrite.
         fs::remove_file(corpus.join("5.txt.gz")).unwrap();
-        let msg = prepare(&config(corpus.clone()), &out, options()).unwrap_err().to_string();
-        assert!(msg.contains("already holds a prepared dataset; pass --overwrite"), "{msg}");
+        let msg = prepare(&config(corpus.clone()), &out, options())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("already holds a prepared dataset; pass --overwrite"),
+            "{msg}"
+        );
         again().unwrap();
         assert_ne!(fs::read(out.join("meta.json")).unwrap(), before);
         assert!(!dir.path().join("ds.old").exists());
@@ -818,12 +735,17 @@ mod tests {
         // What a killed prepare leaves: shards with headers counting 0, no meta.json.
         let partial = dir.path().join("ds.partial");
         fs::create_dir_all(partial.join("train")).unwrap();
-        let mut w = TokenWriter::create(&partial.join("train/000000.bin"), 2).unwrap();
+        let mut w = crate::token_file::TokenWriter::create(&partial.join("train/000000.bin"), 2).unwrap();
         w.push(&[1, 2, 3]).unwrap();
         w.close().unwrap();
         assert!(!crate::dataset::is_dataset(&partial));
-        let msg = crate::TokenFile::open(&partial.join("train/000000.bin")).unwrap_err().to_string();
-        assert!(msg.contains("the header promises 0 tokens but the file has 30 bytes"), "{msg}");
+        let msg = crate::TokenFile::open(&partial.join("train/000000.bin"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("the header promises 0 tokens but the file has 30 bytes"),
+            "{msg}"
+        );
         assert!(!crate::dataset::is_dataset(&out));
         prepare(&config(corpus), &out, options()).unwrap();
         assert!(crate::dataset::is_dataset(&out));
@@ -868,8 +790,13 @@ mod tests {
             tokenizer: TokenizerKind::File(tok),
             ..config(corpus)
         };
-        let msg = prepare(&cfg, &dir.path().join("ds"), options()).unwrap_err().to_string();
-        assert!(msg.starts_with("data.eos_token = \"<|endoftext|>\": the tokenizer has no such token"), "{msg}");
+        let msg = prepare(&cfg, &dir.path().join("ds"), options())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("data.eos_token = \"<|endoftext|>\": the tokenizer has no such token"),
+            "{msg}"
+        );
         assert!(!dir.path().join("ds").exists() && !dir.path().join("ds.partial").exists());
     }
 }

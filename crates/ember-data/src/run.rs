@@ -67,9 +67,10 @@ pub fn prepare_with(
         let data = open_dataset(dir, &dir.join("tokenizer.json"))?;
         let wanted = match (&tokenizer, &config.tokenizer) {
             (Some(t), _) => Some((t.fingerprint(), "the model being fine-tuned".to_string())),
-            (None, TokenizerKind::File(p)) => {
-                Some((Tokenizer::load(p)?.fingerprint(), format!("data.tokenizer ({})", p.display())))
-            }
+            (None, TokenizerKind::File(p)) => Some((
+                Tokenizer::load(p)?.fingerprint(),
+                format!("data.tokenizer ({})", p.display()),
+            )),
             (None, _) => None,
         };
         if let Some((fingerprint, whose)) = wanted
@@ -103,8 +104,7 @@ pub fn prepare_with(
             watch: &crate::prepare::Quiet,
         },
     )?;
-    fs::copy(paths.dir.join("tokenizer.json"), &paths.tokenizer)
-        .map_err(DataError::io("writing", &paths.tokenizer))?;
+    fs::copy(paths.dir.join("tokenizer.json"), &paths.tokenizer).map_err(DataError::io("writing", &paths.tokenizer))?;
     open_prepared(run_dir)
 }
 

@@ -501,7 +501,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         fs::create_dir_all(d.join("b/c")).unwrap();
-        for name in ["b/c/z.txt", "a.jsonl", "b/x.txt.gz", "b/y.jsonl.zst", "notes.md", "b/c/w.bin"] {
+        for name in [
+            "b/c/z.txt",
+            "a.jsonl",
+            "b/x.txt.gz",
+            "b/y.jsonl.zst",
+            "notes.md",
+            "b/c/w.bin",
+        ] {
             fs::write(d.join(name), "x").unwrap();
         }
         let s = discover(&[d.to_path_buf()]).unwrap();
@@ -550,7 +557,11 @@ mod tests {
     fn jsonl_records_are_documents_and_bad_lines_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.jsonl");
-        fs::write(&path, "{\"text\": \"one\", \"id\": 1}\n\n{\"text\": \"\"}\n{\"text\": \"two\"}\n").unwrap();
+        fs::write(
+            &path,
+            "{\"text\": \"one\", \"id\": 1}\n\n{\"text\": \"\"}\n{\"text\": \"two\"}\n",
+        )
+        .unwrap();
         let source = discover(std::slice::from_ref(&path)).unwrap().files.remove(0);
         let got = pieces(&source).unwrap();
         assert_eq!(
@@ -568,8 +579,14 @@ mod tests {
         );
         for (content, expected) in [
             ("{\"text\": \"a\"}\n{oops\n", "d.jsonl line 2: not JSON"),
-            ("{\"text\": \"a\"}\n{\"body\": \"b\"}\n", "d.jsonl line 2: the record has no \"text\" field"),
-            ("{\"text\": 5}\n", "d.jsonl line 1: field \"text\" is not a string but a number"),
+            (
+                "{\"text\": \"a\"}\n{\"body\": \"b\"}\n",
+                "d.jsonl line 2: the record has no \"text\" field",
+            ),
+            (
+                "{\"text\": 5}\n",
+                "d.jsonl line 1: field \"text\" is not a string but a number",
+            ),
         ] {
             fs::write(&path, content).unwrap();
             let msg = pieces(&source).unwrap_err().to_string();

@@ -78,7 +78,10 @@ impl TokenFile {
             });
         }
         let mut file = File::open(path).map_err(DataError::io("opening", path))?;
-        let size = file.metadata().map_err(DataError::io("reading the metadata of", path))?.len();
+        let size = file
+            .metadata()
+            .map_err(DataError::io("reading the metadata of", path))?
+            .len();
         let bad = |reason: String| DataError::BadTokenFile {
             path: path.to_path_buf(),
             reason,
@@ -217,9 +220,15 @@ impl TokenFile {
 /// The ids in `bytes` (little-endian, `width` bytes each).
 pub(crate) fn ids_from_bytes(bytes: &[u8], width: usize) -> Vec<u32> {
     if width == 2 {
-        bytes.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).collect()
+        bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32)
+            .collect()
     } else {
-        bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+        bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
     }
 }
 
@@ -260,7 +269,8 @@ impl TokenWriter {
     pub fn create(path: &Path, width: usize) -> Result<Self, DataError> {
         let file = File::create(path).map_err(DataError::io("creating", path))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&header(width, 0)).map_err(DataError::io("writing", path))?;
+        out.write_all(&header(width, 0))
+            .map_err(DataError::io("writing", path))?;
         Ok(Self {
             path: path.to_path_buf(),
             out,
@@ -279,7 +289,9 @@ impl TokenWriter {
                 bytes.extend_from_slice(&id.to_le_bytes());
             }
         }
-        self.out.write_all(&bytes).map_err(DataError::io("writing", &self.path))?;
+        self.out
+            .write_all(&bytes)
+            .map_err(DataError::io("writing", &self.path))?;
         self.len += ids.len() as u64;
         Ok(())
     }
@@ -325,7 +337,8 @@ pub fn finish_file(path: &Path, width: usize, len: u64) -> Result<String, DataEr
     file.set_len(HEADER as u64 + len * width as u64)
         .map_err(DataError::io("truncating", path))?;
     file.seek(SeekFrom::Start(0)).map_err(DataError::io("writing", path))?;
-    file.write_all(&header(width, len)).map_err(DataError::io("writing", path))?;
+    file.write_all(&header(width, len))
+        .map_err(DataError::io("writing", path))?;
     file.sync_all().map_err(DataError::io("syncing", path))?;
     file.seek(SeekFrom::Start(0)).map_err(DataError::io("reading", path))?;
     let mut hasher = blake3::Hasher::new();

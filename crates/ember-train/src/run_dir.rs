@@ -62,7 +62,8 @@ pub fn prepare_new(dir: &Path, overwrite: bool) -> Result<(), TrainError> {
                 fs::remove_file(&p).map_err(TrainError::io("removing", &p))?;
             }
         }
-        for name in ["tokens", "tokens.partial", "checkpoints"] {
+        // Checkpoints first: a removal cut short never leaves a checkpoint without its data.
+        for name in ["checkpoints", "tokens", "tokens.partial"] {
             let p = dir.join(name);
             if p.exists() {
                 fs::remove_dir_all(&p).map_err(TrainError::io("removing", &p))?;
@@ -87,7 +88,7 @@ pub fn discard_new(dir: &Path, created: &[PathBuf]) {
     for name in ["config.toml", "tokenizer.json", "metrics.jsonl", "dataset.json"] {
         let _ = fs::remove_file(dir.join(name));
     }
-    for name in ["tokens", "tokens.partial", "checkpoints"] {
+    for name in ["checkpoints", "tokens", "tokens.partial"] {
         let _ = fs::remove_dir_all(dir.join(name));
     }
     for d in created {
