@@ -244,8 +244,8 @@ pub fn sharded_matmul_peak_gflops(shards: &Shards, device: &Device, n: usize, re
 
 /// A function that multiplies two random `n × n` matrices and waits for the result.
 fn square_product(n: usize, device: &Device) -> impl Fn() + Sync {
-    let a = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
-    let b = Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let random = || Tensor::<2>::random([n, n], Distribution::Normal(0.0, 1.0), device);
+    let (a, b) = crate::gradients::seeded(device, 0, || (random(), random()));
     move || {
         let _ = a.clone().matmul(b.clone()).sum().into_scalar::<f32>();
     }

@@ -2,6 +2,8 @@
 //! one function every way of training shares: a single device, the CPU shards (each on its
 //! part of the micro-batch) and the data-parallel replicas (each on its shard of the batch).
 
+use std::sync::Mutex;
+
 use burn::tensor::{Device, FloatDType, Tensor};
 use ember_data::Batch;
 use ember_model::precision::cast_params;
@@ -38,13 +40,15 @@ impl MicroBatch {
 /// The gradients of `batch`'s mean loss divided by `m.divisor` (and times `m.loss_scale`) with
 /// respect to `model`'s parameters, and that divided loss `[1]` (unscaled, without autodiff).
 pub fn micro_batch_gradients(model: &Gpt, batch: &Batch, m: MicroBatch, device: &Device) -> (GradBuffer, Tensor<1>) {
-    if let Some(seed) = m.dropout_seed {
-        device.seed(seed);
-    }
     let (x, y) = batch_tensors(batch, device);
-    let logits = match m.precision {
+    let forward = || match m.precision {
         Precision::F32 => model.forward(x),
         low => cast_params(model, low).forward(x).cast(FloatDType::F32),
+    };
+    // Dropout draws its masks in the forward pass, so the forward runs under the seed.
+    let logits = match m.dropout_seed {
+        Some(seed) => seeded(device, seed, forward),
+        None => forward(),
     };
     let loss = cross_entropy(logits, y);
     let loss = if m.divisor != 1.0 {
@@ -61,4 +65,16 @@ pub fn micro_batch_gradients(model: &Gpt, batch: &Batch, m: MicroBatch, device: 
     let mut grads = GradBuffer::new();
     grads.accumulate(model, &mut loss.backward());
     (grads, value)
+}
+
+/// Burn's backends keep one random generator per process, not per device or thread; whoever
+/// seeds it and then draws holds this lock across both, so that no other thread's draws fall in
+/// between and change what the seed promises.
+static DEVICE_RNG: Mutex<()> = Mutex::new(());
+
+/// `draw()` with the device's random generator seeded with `seed` and no other thread drawing.
+pub(crate) fn seeded<R>(device: &Device, seed: u64, draw: impl FnOnce() -> R) -> R {
+    let _only_us = DEVICE_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    draw()
 }
