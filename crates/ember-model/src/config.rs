@@ -1,10 +1,13 @@
 //! The model's hyper-parameters: the `[model]` section of a run config.
 
 use ember_nn::attention::linear;
-use ember_nn::{AttentionKind, AttentionMask, Gelu, Position};
+use ember_nn::{AttentionKind, AttentionMask, AttentionTablesConfig, BlockConfig, Gelu, Position};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
+
+/// Standard deviation of GPT-2's initialisation of every weight matrix and embedding.
+pub const INIT_STD: f64 = 0.02;
 
 /// Which attention the layers use (`model.attention`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -172,6 +175,34 @@ impl GptConfig {
             Some(p) if !p.is_empty() => p.as_bytes()[layer % p.len()] == b'S',
             _ => true,
         }
+    }
+
+    /// Block `layer`, with GPT-2's initialisation: N(0, 0.02²), and the two projections that
+    /// write to the residual stream scaled down by `√(2·n_layer)`.
+    pub fn block(&self, layer: usize) -> BlockConfig {
+        BlockConfig::new(self.d_model, self.n_head)
+            .with_n_kv_heads(self.kv_heads())
+            .with_attention(self.layer_attention(layer))
+            .with_d_ff(self.ff_width())
+            .with_parallel_residual(self.parallel_residual)
+            .with_dropout(self.dropout)
+            .with_ln_eps(self.ln_eps)
+            .with_gelu(self.gelu)
+            .with_init_std(INIT_STD)
+            .with_proj_init_std(INIT_STD / (2.0 * self.n_layer as f64).sqrt())
+    }
+
+    /// What every layer's attention shares: RoPE's tables, the masks the layers use, ALiBi's
+    /// slopes.
+    pub fn attention_tables(&self) -> AttentionTablesConfig {
+        let kinds: Vec<AttentionKind> = (0..self.n_layer).map(|l| self.layer_attention(l)).collect();
+        let windowed = |k: &AttentionKind| matches!(k, AttentionKind::Softmax(AttentionMask::SlidingWindow { .. }));
+        AttentionTablesConfig::new(self.block_size, self.n_head, self.d_head())
+            .with_position(self.position)
+            .with_rope_theta(self.rope_theta)
+            .with_rot_dims(self.rot_dims())
+            .with_full(kinds.contains(&AttentionKind::Softmax(AttentionMask::Causal)))
+            .with_window(self.window.filter(|_| kinds.iter().any(windowed)))
     }
 
     /// Positions a query at the end of a full context attends over, on average over the

@@ -5,20 +5,18 @@
 //! ```
 //!
 //! Positions enter inside every attention layer (RoPE by default), so there is no learned
-//! position table. The cached forward pass of generation is in `generate.rs`, the one that
-//! also returns the attention weights in `inspect.rs`. The language-model head reuses the token embedding ("tied" weights) unless
+//! position table. The language-model head reuses the token embedding ("tied" weights) unless
 //! `tie_embeddings = false` gives it its own `lm_head`. What every layer's attention shares (the
 //! mask and RoPE tables) is built once here and passed down. Parameter names mirror the
-//! reference implementation's (`wte.weight`, `blocks.0.attn.qkv.weight`, …).
+//! reference implementation's (`wte.weight`, `blocks.0.attn.qkv.weight`, …). The cached forward
+//! pass of generation is in `generate.rs`, the one that also returns the attention weights in
+//! `inspect.rs`.
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
-use ember_nn::{
-    AttentionKind, AttentionMask, AttentionTables, AttentionTablesConfig, Block, BlockConfig, LayerNorm,
-    LayerNormConfig, TokenEmbedding, TokenEmbeddingConfig, init,
-};
+use ember_nn::{AttentionTables, Block, LayerNorm, LayerNormConfig, TokenEmbedding, TokenEmbeddingConfig, init};
 
-use crate::config::GptConfig;
+use crate::config::{GptConfig, INIT_STD};
 use crate::error::ModelError;
 
 /// A GPT language model.
@@ -44,43 +42,15 @@ impl GptConfig {
     pub fn init(&self, seed: u64, device: &Device) -> Result<Gpt, ModelError> {
         self.validate_complete()?;
         let mut rng = init::seeded(seed);
-        let init_std = 0.02;
-        let proj_init_std = 0.02 / (2.0 * self.n_layer as f64).sqrt();
-        let wte = TokenEmbeddingConfig::new(self.vocab_size, self.d_model)
-            .with_init_std(init_std)
-            .init(&mut rng, device);
-        let block = |layer: usize| {
-            BlockConfig::new(self.d_model, self.n_head)
-                .with_n_kv_heads(self.kv_heads())
-                .with_attention(self.layer_attention(layer))
-                .with_d_ff(self.ff_width())
-                .with_parallel_residual(self.parallel_residual)
-                .with_dropout(self.dropout)
-                .with_ln_eps(self.ln_eps)
-                .with_gelu(self.gelu)
-                .with_init_std(init_std)
-                .with_proj_init_std(proj_init_std)
-        };
-        let blocks = (0..self.n_layer).map(|l| block(l).init(&mut rng, device)).collect();
+        let embedding = TokenEmbeddingConfig::new(self.vocab_size, self.d_model).with_init_std(INIT_STD);
+        let wte = embedding.init(&mut rng, device);
+        let blocks = (0..self.n_layer)
+            .map(|l| self.block(l).init(&mut rng, device))
+            .collect();
         let ln_f = LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device);
         // Drawn after every block, so that a tied model's weights stay as they always were.
-        let lm_head = (!self.tie_embeddings).then(|| {
-            TokenEmbeddingConfig::new(self.vocab_size, self.d_model)
-                .with_init_std(init_std)
-                .init(&mut rng, device)
-        });
-        let kinds: Vec<AttentionKind> = (0..self.n_layer).map(|l| self.layer_attention(l)).collect();
-        let tables = AttentionTablesConfig::new(self.block_size, self.n_head, self.d_head())
-            .with_position(self.position)
-            .with_rope_theta(self.rope_theta)
-            .with_rot_dims(self.rot_dims())
-            .with_full(kinds.contains(&AttentionKind::Softmax(AttentionMask::Causal)))
-            .with_window(self.window.filter(|_| {
-                kinds
-                    .iter()
-                    .any(|k| matches!(k, AttentionKind::Softmax(AttentionMask::SlidingWindow { .. })))
-            }))
-            .init(device);
+        let lm_head = (!self.tie_embeddings).then(|| embedding.init(&mut rng, device));
+        let tables = self.attention_tables().init(device); // shared by every block
         Ok(Gpt {
             wte,
             blocks,

@@ -23,12 +23,26 @@ impl CausalSelfAttention {
         let (q, k) = tables.rotate(q, k, 0);
         let (k, v) = (self.share(k), self.share(v));
         let (y, weights) = match self.kind {
-            AttentionKind::Softmax(mask) => sdpa::with_weights(q, k, v, tables.bias(mask, 0, seq, 0)),
+            AttentionKind::Softmax(mask) => sdpa_with_weights(q, k, v, tables.bias(mask, 0, seq, 0)),
             AttentionKind::Linear => (linear::attention(q.clone(), k.clone(), v, None), linear::weights(q, k)),
         };
         let y = y.swap_dims(1, 2).reshape([batch, seq, d_model]);
         (self.proj.forward(y), weights)
     }
+}
+
+/// [`scaled_dot_product_attention`](sdpa::scaled_dot_product_attention) without dropout, also
+/// returning the attention weights: the softmax rows that weigh the values.
+///
+/// # Shapes
+/// - as `scaled_dot_product_attention`; weights `[batch, n_heads, seq, keys]`
+pub fn sdpa_with_weights(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+    if let Some(out) = fused::attention_with_weights(&q, &k, &v, &bias) {
+        return out;
+    }
+    let (scores, scale) = (q.clone().matmul(k.swap_dims(2, 3)), sdpa::scale(&q));
+    let weights = sdpa::softmax_weights(scores, scale, bias);
+    (weights.clone().matmul(v), weights)
 }
 
 impl Block {

@@ -90,24 +90,14 @@ impl RotaryEncoding {
     /// Panics if `offset + seq` exceeds `max_seq`.
     pub fn apply(&self, x: Tensor<4>, offset: usize) -> Tensor<4> {
         let [_, _, seq, d_head] = x.dims();
-        let (cos, sin) = self.tables(offset, seq);
-        let rot = self.rot_dims();
+        let (cos, sin) = self.tables(offset, seq); // [seq, rot] each
+        let rot = cos.dims()[1];
         if rot < d_head {
             // Partial rotary: rotate the leading coordinates, pass the others through.
             let passed = x.clone().narrow(3, rot, d_head - rot);
             return Tensor::cat(vec![rotate(x.narrow(3, 0, rot), cos, sin), passed], 3);
         }
         rotate(x, cos, sin)
-    }
-
-    /// Coordinates of each head that rotate.
-    pub fn rot_dims(&self) -> usize {
-        self.cos.dims()[1]
-    }
-
-    /// Whether every coordinate of a head rotates.
-    pub fn is_full(&self) -> bool {
-        self.rot_dims() == self.d_head
     }
 
     /// The rows of the cos and sin tables for positions `offset..offset + seq`.
@@ -217,7 +207,7 @@ mod tests {
     fn partial_rotary_rotates_the_leading_coordinates_with_their_own_frequencies() {
         // d_head = 6, rot_dims = 2: one pair (x[0], x[1]) at frequency θ^0 = 1; x[2..] passes.
         let rope = RotaryEncodingConfig::new(4, 6).with_rot_dims(2).init(&device());
-        assert!(!rope.is_full());
+        assert_eq!(rope.cos.dims(), [4, 2], "two of the six coordinates rotate");
         let x = x_at(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 1, 6);
         let (c, s) = (2f64.cos(), 2f64.sin()); // position 2
         let expected = [

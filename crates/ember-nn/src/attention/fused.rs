@@ -27,7 +27,7 @@ fn serves<'a>(
     let AttentionKind::Softmax(mask) = layer.kind else {
         return None;
     };
-    let rope = tables.rope.as_ref().filter(|rope| rope.is_full())?;
+    let rope = tables.rope.as_ref().filter(|rope| rope.cos.dims()[1] == rope.d_head)?; // every coordinate rotates
     let serves = ember_kernels::fused(x)
         && layer.n_kv_heads == layer.n_heads
         && !dropout_active(&layer.attn_dropout, x)
@@ -119,7 +119,7 @@ pub(crate) fn attention(
     Some(ember_kernels::matmul(weights, v))
 }
 
-/// [`with_weights`](super::sdpa::with_weights) as ember's CPU kernel, where it serves.
+/// [`sdpa_with_weights`](crate::inspect::sdpa_with_weights) as ember's CPU kernel, where it serves.
 pub(crate) fn attention_with_weights(
     q: &Tensor<4>,
     k: &Tensor<4>,

@@ -12,8 +12,7 @@
 //!   window computed in time and memory proportional to `seq · window` ([`window`]);
 //! - the attention itself: the softmax above ([`sdpa`]), or linear attention, `φ(q)·φ(k)` in
 //!   place of `exp(q·k)`, computed as running sums in O(seq) ([`linear`]);
-//! - grouped-query attention: `n_kv_heads` key/value heads, each shared by
-//!   `n_heads / n_kv_heads` consecutive query heads (1 is multi-query attention);
+//! - grouped-query attention: fewer key/value heads than query heads ([`gqa`]);
 //! - positions: RoPE, ALiBi or none, with what every layer shares ([`tables`]).
 //!
 //! For generation, [`kv_cache`] keeps each layer's past keys and values (bounded by the window
@@ -23,6 +22,7 @@
 
 pub mod cache;
 pub(crate) mod fused;
+pub mod gqa;
 pub mod kv_cache;
 pub mod linear;
 pub mod mask;
@@ -182,22 +182,6 @@ impl CausalSelfAttention {
                 .swap_dims(1, 2)
         };
         (heads(0, h), heads(h, kv), heads(h + kv, kv))
-    }
-
-    /// Grouped-query attention: each key/value head serves `n_heads / n_kv_heads` consecutive
-    /// query heads, so query head `h` reads key/value head `h / group`.
-    ///
-    /// # Shapes
-    /// - t: `[batch, n_kv_heads, seq, d_head]` → `[batch, n_heads, seq, d_head]`
-    pub(crate) fn share(&self, t: Tensor<4>) -> Tensor<4> {
-        let group = self.n_heads / self.n_kv_heads;
-        if group == 1 {
-            return t;
-        }
-        let [batch, kv, seq, d] = t.dims();
-        t.unsqueeze_dim::<5>(2) // [batch, n_kv_heads, 1, seq, d_head]
-            .repeat_dim(2, group)
-            .reshape([batch, kv * group, seq, d])
     }
 }
 

@@ -45,22 +45,8 @@ pub fn composition(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>, dr
     weights.matmul(v) // [batch, n_heads, seq, d_head]
 }
 
-/// [`scaled_dot_product_attention`] without dropout, also returning the attention weights:
-/// the softmax rows that weigh the values.
-///
-/// # Shapes
-/// - as [`scaled_dot_product_attention`]; weights `[batch, n_heads, seq, keys]`
-pub fn with_weights(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-    if let Some(out) = super::fused::attention_with_weights(&q, &k, &v, &bias) {
-        return out;
-    }
-    let (scores, scale) = (q.clone().matmul(k.swap_dims(2, 3)), scale(&q));
-    let weights = softmax_weights(scores, scale, bias);
-    (weights.clone().matmul(v), weights)
-}
-
 /// `1 / √d_head`.
-fn scale(q: &Tensor<4>) -> f64 {
+pub(crate) fn scale(q: &Tensor<4>) -> f64 {
     1.0 / (q.dims()[3] as f64).sqrt()
 }
 
@@ -115,7 +101,7 @@ mod tests {
         let expected = [e / (e + 1.0), 1.0 / (e + 1.0)];
         let out = scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), bias.clone(), &no_dropout());
         assert_close(&values(&out), &[expected[0], expected[1], 0.0, 0.0], 1e-6);
-        let (_, weights) = with_weights(q, k, v, bias);
+        let (_, weights) = crate::inspect::sdpa_with_weights(q, k, v, bias);
         assert_close(&values(&weights), &expected, 1e-6);
     }
 

@@ -83,17 +83,7 @@ impl AttentionTablesConfig {
             alibi: (self.position == Position::Alibi).then(|| alibi::slope_tensor(self.n_heads, device)),
             causal: self.full.then(|| AttentionMask::Causal.bias_table(n, device)),
             windowed: window.map(|m| m.bias_table(n, device)),
-            band: window.map(|m| {
-                let w = self.window.expect("a window");
-                // Query i of chunk c sits at position c·w + i, key j of the band at (c − 1)·w + j;
-                // a window depends only on the distance, so every chunk has the pattern of the
-                // queries w..2w against the keys 0..2w. The first chunk's previous chunk is
-                // padding, hidden from every query.
-                let later = m.bias_block(w..2 * w, 0..2 * w, device); // [w, 2w]
-                let hidden = Tensor::full([w, w], f32::NEG_INFINITY, device);
-                let first = Tensor::cat(vec![hidden, later.clone().narrow(1, w, w)], 1);
-                Tensor::stack(vec![first, later], 0) // [2, w, 2w]
-            }),
+            band: self.window.map(|w| super::window::band(w, device)),
         }
     }
 }

@@ -15,10 +15,27 @@
 //! softmax; only the scores no query could use are never computed.
 
 use burn::nn::Dropout;
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
+use super::mask::AttentionMask;
 use super::sdpa::softmax_weights;
 use crate::alibi;
+
+/// The band's bias for chunks of `window` queries against their own and the previous chunk's
+/// keys: the first chunk's (which has no previous chunk) and every other chunk's.
+///
+/// # Shapes
+/// - returns `[2, window, 2·window]`
+pub fn band(window: usize, device: &Device) -> Tensor<3> {
+    let w = window;
+    // Query i of chunk c sits at position c·w + i, key j of the band at (c − 1)·w + j; a window
+    // depends only on the distance, so every chunk has the pattern of the queries w..2w against
+    // the keys 0..2w. The first chunk's previous chunk is padding, hidden from every query.
+    let later = AttentionMask::SlidingWindow { window }.bias_block(w..2 * w, 0..2 * w, device); // [w, 2w]
+    let hidden = Tensor::full([w, w], f32::NEG_INFINITY, device);
+    let first = Tensor::cat(vec![hidden, later.clone().narrow(1, w, w)], 1);
+    Tensor::stack(vec![first, later], 0) // [2, w, 2w]
+}
 
 /// Attends each query to the `window` positions up to itself.
 ///
