@@ -37,9 +37,10 @@ python="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo py
 # script itself on a machine without a GPU, whose figures mean nothing.
 device="${DEVICE:-cuda}" steps="${STEPS:-}"
 torch_device=$([ "$device" = cuda ] && echo cuda || echo cpu)
+"$python" -c "import torch" 2>/dev/null || { echo "error: $python cannot import torch; see the header of $0" >&2; exit 1; }
 if [ "$torch_device" = cuda ]; then
-    "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null \
-        || { echo "error: $python has no torch with CUDA, or this machine has no NVIDIA GPU" >&2; exit 1; }
+    "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+        || { echo "error: $python's torch sees no CUDA GPU on this machine" >&2; exit 1; }
 fi
 mkdir -p "$out"
 
