@@ -1,7 +1,10 @@
 //! The model's hyper-parameters: the `[model]` section of a run config.
 
 use ember_nn::attention::linear;
-use ember_nn::{AttentionKind, AttentionMask, AttentionTablesConfig, BlockConfig, Gelu, Position};
+use ember_nn::{
+    AttentionKind, AttentionMask, AttentionTablesConfig, BlockConfig, CausalSelfAttentionConfig, Gelu, MlpConfig,
+    Position,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
@@ -180,16 +183,21 @@ impl GptConfig {
     /// Block `layer`, with GPT-2's initialisation: N(0, 0.02²), and the two projections that
     /// write to the residual stream scaled down by `√(2·n_layer)`.
     pub fn block(&self, layer: usize) -> BlockConfig {
-        BlockConfig::new(self.d_model, self.n_head)
+        let proj_init_std = INIT_STD / (2.0 * self.n_layer as f64).sqrt();
+        let attn = CausalSelfAttentionConfig::new(self.d_model, self.n_head)
             .with_n_kv_heads(self.kv_heads())
-            .with_attention(self.layer_attention(layer))
-            .with_d_ff(self.ff_width())
+            .with_kind(self.layer_attention(layer))
+            .with_dropout(self.dropout)
+            .with_init_std(INIT_STD)
+            .with_proj_init_std(proj_init_std);
+        let mlp = MlpConfig::new(self.d_model, self.ff_width())
+            .with_gelu(self.gelu)
+            .with_init_std(INIT_STD)
+            .with_proj_init_std(proj_init_std);
+        BlockConfig::new(attn, mlp)
             .with_parallel_residual(self.parallel_residual)
             .with_dropout(self.dropout)
             .with_ln_eps(self.ln_eps)
-            .with_gelu(self.gelu)
-            .with_init_std(INIT_STD)
-            .with_proj_init_std(INIT_STD / (2.0 * self.n_layer as f64).sqrt())
     }
 
     /// What every layer's attention shares: RoPE's tables, the masks the layers use, ALiBi's

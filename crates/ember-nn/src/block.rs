@@ -16,48 +16,28 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
 
-use crate::attention::{
-    AttentionCache, AttentionKind, AttentionMask, AttentionTables, CausalSelfAttention, CausalSelfAttentionConfig,
-};
-use crate::gelu::Gelu;
+use crate::attention::{AttentionCache, AttentionTables, CausalSelfAttention, CausalSelfAttentionConfig};
 use crate::init::InitRng;
 use crate::layer_norm::{LayerNorm, LayerNormConfig};
 use crate::mlp::{Mlp, MlpConfig};
 
-/// Configuration of a [`Block`].
+/// Configuration of a [`Block`]: its two sub-layers' configurations and how they join the
+/// stream.
 #[derive(Config, Debug)]
 pub struct BlockConfig {
-    /// Width of the residual stream.
-    pub d_model: usize,
-    /// Number of attention (query) heads.
-    pub n_heads: usize,
-    /// Key/value heads (0: as many as `n_heads`).
-    #[config(default = 0)]
-    pub n_kv_heads: usize,
-    /// Softmax attention with a mask, or linear attention.
-    #[config(default = "AttentionKind::Softmax(AttentionMask::Causal)")]
-    pub attention: AttentionKind,
-    /// Width of the feed-forward hidden layer (0: `4·d_model`).
-    #[config(default = 0)]
-    pub d_ff: usize,
+    /// The attention layer.
+    pub attn: CausalSelfAttentionConfig,
+    /// The feed-forward network.
+    pub mlp: MlpConfig,
     /// Both branches read the same stream: `x + attn(ln1(x)) + mlp(ln2(x))`.
     #[config(default = false)]
     pub parallel_residual: bool,
-    /// Dropout on attention weights and on both residual branches (training only).
+    /// Dropout on both residual branches (training only).
     #[config(default = 0.0)]
     pub dropout: f64,
     /// LayerNorm epsilon.
     #[config(default = 1e-5)]
     pub ln_eps: f64,
-    /// Feed-forward activation.
-    #[config(default = "Gelu::Erf")]
-    pub gelu: Gelu,
-    /// Init std of the weights that read from the stream.
-    #[config(default = 0.02)]
-    pub init_std: f64,
-    /// Init std of the two projections that write to the stream.
-    #[config(default = 0.02)]
-    pub proj_init_std: f64,
 }
 
 /// A pre-norm transformer block.
@@ -80,21 +60,12 @@ pub struct Block {
 impl BlockConfig {
     /// Creates the block.
     pub fn init(&self, rng: &mut InitRng, device: &Device) -> Block {
+        let layer_norm = LayerNormConfig::new(self.attn.d_model).with_eps(self.ln_eps);
         Block {
-            ln1: LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device),
-            attn: CausalSelfAttentionConfig::new(self.d_model, self.n_heads)
-                .with_n_kv_heads(self.n_kv_heads)
-                .with_kind(self.attention)
-                .with_dropout(self.dropout)
-                .with_init_std(self.init_std)
-                .with_proj_init_std(self.proj_init_std)
-                .init(rng, device),
-            ln2: LayerNormConfig::new(self.d_model).with_eps(self.ln_eps).init(device),
-            mlp: MlpConfig::new(self.d_model, if self.d_ff == 0 { 4 * self.d_model } else { self.d_ff })
-                .with_gelu(self.gelu)
-                .with_init_std(self.init_std)
-                .with_proj_init_std(self.proj_init_std)
-                .init(rng, device),
+            ln1: layer_norm.init(device),
+            attn: self.attn.init(rng, device),
+            ln2: layer_norm.init(device),
+            mlp: self.mlp.init(rng, device),
             resid_dropout: DropoutConfig::new(self.dropout).init(),
             parallel_residual: self.parallel_residual,
         }
@@ -137,6 +108,14 @@ mod tests {
     use crate::test_util::{assert_close, device, values};
     use burn::module::Param;
 
+    /// A block of width 8 with 2 heads, its weights drawn with std `std`.
+    fn config(std: f64) -> BlockConfig {
+        let attn = CausalSelfAttentionConfig::new(8, 2)
+            .with_init_std(std)
+            .with_proj_init_std(std);
+        BlockConfig::new(attn, MlpConfig::new(8, 32).with_init_std(std).with_proj_init_std(std))
+    }
+
     fn tables(device: &Device) -> AttentionTables {
         AttentionTablesConfig::new(4, 2, 4).init(device)
     }
@@ -150,7 +129,7 @@ mod tests {
     fn zero_output_projections_make_the_block_the_identity() {
         let device = device();
         for parallel in [false, true] {
-            let mut block = BlockConfig::new(8, 2)
+            let mut block = config(0.02)
                 .with_parallel_residual(parallel)
                 .init(&mut init::seeded(0), &device);
             block.attn.proj.weight = Param::from_tensor(Tensor::zeros([8, 8], &device));
@@ -168,10 +147,8 @@ mod tests {
     fn parallel_branches_both_read_the_block_input() {
         let device = device();
         let tables = tables(&device);
-        let block = BlockConfig::new(8, 2)
+        let block = config(0.3)
             .with_parallel_residual(true)
-            .with_init_std(0.3)
-            .with_proj_init_std(0.3)
             .init(&mut init::seeded(0), &device);
         let x = x(&device);
         let a = block.attn.forward(block.ln1.forward(x.clone()), &tables, None);

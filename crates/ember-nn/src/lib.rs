@@ -1,9 +1,9 @@
 //! Transformer building blocks for ember, one concept per module.
 //!
 //! Read them in this order: [`embedding`], [`linear`], [`rope`], [`attention`], [`gelu`],
-//! [`mlp`], [`layer_norm`], [`block`]; [`alibi`] is the other way positions can enter
-//! attention. Each file holds a `Config` (validated in `init`), the `Module`,
-//! its `forward` with the tensor shapes spelled out, and tests with known values.
+//! [`mlp`], [`layer_norm`], [`block`]; [`position`] names the ways positions enter attention
+//! (RoPE, [`alibi`], none). Each file holds a `Config` (validated in `init`), the `Module`, its
+//! `forward` with the tensor shapes spelled out, and tests with known values.
 //!
 //! Dimension names used in every shape comment:
 //!
@@ -33,6 +33,7 @@ pub mod inspect;
 pub mod layer_norm;
 pub mod linear;
 pub mod mlp;
+pub mod position;
 pub mod rope;
 
 #[cfg(test)]
@@ -40,7 +41,7 @@ pub(crate) mod test_util;
 
 pub use attention::{
     AttentionCache, AttentionKind, AttentionMask, AttentionTables, AttentionTablesConfig, CausalSelfAttention,
-    CausalSelfAttentionConfig, KvCache, LinearState, Position,
+    CausalSelfAttentionConfig, KvCache, LinearState,
 };
 pub use block::{Block, BlockConfig};
 pub use embedding::{TokenEmbedding, TokenEmbeddingConfig};
@@ -49,4 +50,5 @@ pub use init::InitRng;
 pub use layer_norm::{LayerNorm, LayerNormConfig};
 pub use linear::Linear;
 pub use mlp::{Mlp, MlpConfig};
+pub use position::Position;
 pub use rope::{RotaryEncoding, RotaryEncodingConfig};

@@ -2,23 +2,16 @@
 //!
 //! ```text
 //! q, k, v = split(x Wqkv + bqkv)                 one fused projection, [q | k | v]
-//! q, k    = rope(q, pos), rope(k, pos)           per head (ALiBi and "none" leave them as they are)
+//! q, k    = rope(q, pos), rope(k, pos)           per head
 //! y_h     = softmax(q_h k_hᵀ / √d_head + mask) v_h
 //! out     = concat_h(y_h) Wo + bo
 //! ```
 //!
-//! The variants, each in its own file:
-//! - which keys a query sees, all earlier ones or only the last `window` ([`mask`]); a sliding
-//!   window computed in time and memory proportional to `seq · window` ([`window`]);
-//! - the attention itself: the softmax above ([`sdpa`]), or linear attention, `φ(q)·φ(k)` in
-//!   place of `exp(q·k)`, computed as running sums in O(seq) ([`linear`]);
-//! - grouped-query attention: fewer key/value heads than query heads ([`gqa`]);
-//! - positions: RoPE, ALiBi or none, with what every layer shares ([`tables`]).
-//!
-//! For generation, [`kv_cache`] keeps each layer's past keys and values (bounded by the window
-//! for a sliding window), and linear attention keeps its running sums instead ([`cache`]).
-//! The fused CPU kernel that computes the whole layer in one operation sits behind one call at
-//! the top of `forward`, in `fused.rs`.
+//! `forward` below is this composition; the masks are in [`mask`], the softmax in [`sdpa`],
+//! the shared RoPE and mask tables in [`tables`]. The variants (sliding windows, linear
+//! attention, grouped-query heads, ALiBi, KV-cached generation) and where a layer picks among
+//! them are in [`variants`]; the fused CPU kernel that computes the whole layer in one
+//! operation sits behind one call at the top of `forward`, in `fused.rs`.
 
 pub mod cache;
 pub(crate) mod fused;
@@ -28,31 +21,23 @@ pub mod linear;
 pub mod mask;
 pub mod sdpa;
 pub mod tables;
+pub mod variants;
 pub mod window;
 
 pub use cache::AttentionCache;
 pub use kv_cache::KvCache;
 pub use linear::LinearState;
 pub use mask::AttentionMask;
-pub use tables::{AttentionTables, AttentionTablesConfig, Position};
+pub use tables::{AttentionTables, AttentionTablesConfig};
+pub use variants::AttentionKind;
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 
 use crate::init::{self, InitRng};
 use crate::linear::Linear;
-
-/// How a layer turns scores into weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AttentionKind {
-    /// `softmax(q kᵀ / √d_head + mask)` over the keys the mask allows.
-    Softmax(AttentionMask),
-    /// Linear attention (see [`linear`]): always causal, over every earlier position.
-    Linear,
-}
 
 /// Configuration of a [`CausalSelfAttention`] layer.
 #[derive(Config, Debug)]
@@ -137,26 +122,12 @@ impl CausalSelfAttention {
 
         let (q, k, v) = self.split_heads(self.qkv.forward(x)); // [batch, heads, seq, d_head]
         let (q, k) = tables.rotate(q, k, past);
-        let y = match self.kind {
-            AttentionKind::Softmax(mask) => {
-                // With a cache: the keys and values of positions first..past + seq.
-                let (k, v, first) = match cache {
-                    Some(cache) => cache.kv.append(k, v), // [batch, n_kv_heads, past + seq − first, d_head]
-                    None => (k, v, 0),
-                };
-                let (k, v) = (self.share(k), self.share(v)); // [batch, n_heads, keys, d_head]
-                match mask {
-                    AttentionMask::SlidingWindow { window } if past == 0 && seq > window => {
-                        let band = tables.band.as_ref().expect("a window's band table");
-                        window::attention(q, k, v, band, tables.alibi.as_ref(), &self.attn_dropout)
-                    }
-                    _ => {
-                        let bias = tables.bias(mask, past, seq, first); // [1 | n_heads, seq, keys]
-                        sdpa::scaled_dot_product_attention(q, k, v, bias, &self.attn_dropout)
-                    }
-                }
+        let y = match (self.kind, cache) {
+            (AttentionKind::Softmax(AttentionMask::Causal), None) if self.n_kv_heads == self.n_heads => {
+                let bias = tables.bias(AttentionMask::Causal, 0, seq, 0); // [1 | n_heads, seq, seq]
+                sdpa::scaled_dot_product_attention(q, k, v, bias, &self.attn_dropout)
             }
-            AttentionKind::Linear => linear::attention(q, self.share(k), self.share(v), cache.map(|c| &mut c.state)),
+            (_, cache) => self.variant(q, k, v, tables, cache, past), // see variants.rs
         }; // [batch, n_heads, seq, d_head]
         let y = y.swap_dims(1, 2).reshape([batch, seq, d_model]); // heads side by side
         self.proj.forward(y)

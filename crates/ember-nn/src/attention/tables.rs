@@ -5,25 +5,11 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use serde::{Deserialize, Serialize};
 
 use super::mask::{self, AttentionMask};
 use crate::alibi;
+use crate::position::Position;
 use crate::rope::{RotaryEncoding, RotaryEncodingConfig};
-
-/// How attention learns where a token is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Position {
-    /// Rotary embeddings: queries and keys are rotated by their positions (see [`crate::rope`]).
-    #[default]
-    Rope,
-    /// Linear biases: each score is lowered in proportion to the distance (see [`crate::alibi`]).
-    Alibi,
-    /// Nothing: attention alone sees a set of tokens, not a sequence (only the causal mask
-    /// tells a position how many tokens came before it).
-    None,
-}
 
 /// Configuration of [`AttentionTables`].
 #[derive(Config, Debug)]

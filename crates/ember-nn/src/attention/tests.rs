@@ -1,4 +1,5 @@
 use super::*;
+use crate::position::Position;
 use crate::test_util::{assert_close, device, values};
 use burn::module::Param;
 use burn::tensor::{Distribution, TensorData};

@@ -114,7 +114,8 @@ fn pad(t: Tensor<4>, len: usize) -> Tensor<4> {
 mod tests {
     use super::*;
     use crate::attention::sdpa::scaled_dot_product_attention;
-    use crate::attention::{AttentionMask, AttentionTablesConfig, Position};
+    use crate::attention::{AttentionMask, AttentionTablesConfig};
+    use crate::position::Position;
     use crate::test_util::{assert_close, device, values};
     use burn::nn::DropoutConfig;
     use burn::tensor::TensorData;
