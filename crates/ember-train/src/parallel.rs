@@ -175,10 +175,9 @@ impl DataParallel {
                             })
                             .collect();
                         let grads = GradBuffer::from_map(reduced);
-                        let loss = all_reduce(loss, ReduceOperation::Mean, devices)
-                            .resolve()
-                            .into_scalar::<f32>() as f64;
-                        let norm = apply(model, optim, &grads, loss, lr, grad_clip);
+                        let loss = all_reduce(loss, ReduceOperation::Mean, devices).resolve();
+                        let (loss, norm) = grads.read_with_norm(loss); // the replica's one wait
+                        apply(model, optim, &grads, loss, norm, lr, grad_clip);
                         (loss, norm)
                     })
                 })
@@ -214,20 +213,19 @@ impl DataParallel {
                     .map(|(n, g)| (n.clone(), g.clone().to_device(device)))
                     .collect(),
             );
-            norm = apply(model, optim, &grads, loss, lr, grad_clip);
+            norm = grads.global_norm();
+            apply(model, optim, &grads, loss, norm, lr, grad_clip);
         }
         (loss, norm)
     }
 }
 
-/// Clips and applies averaged gradients to one replica; returns the norm before clipping.
-/// A non-finite loss or norm leaves the replica unchanged (the caller reports it).
-fn apply(model: &mut Gpt, optim: &mut AdamW, grads: &GradBuffer, loss: f64, lr: f64, grad_clip: f64) -> f64 {
-    let norm = grads.global_norm();
+/// Clips and applies averaged gradients, of global norm `norm`, to one replica. A non-finite
+/// loss or norm leaves the replica unchanged (the caller reports it).
+fn apply(model: &mut Gpt, optim: &mut AdamW, grads: &GradBuffer, loss: f64, norm: f64, lr: f64, grad_clip: f64) {
     if loss.is_finite() && norm.is_finite() {
         *model = optim.step(model.clone(), grads, lr, clip_factor(norm, grad_clip));
     }
-    norm
 }
 
 #[cfg(test)]
@@ -359,7 +357,8 @@ mod tests {
                 .collect(),
         );
         let mut m = model;
-        let norm = apply(&mut m, &mut optim, &grads, f64::NAN, 1e-2, 1.0);
+        let norm = grads.global_norm();
+        apply(&mut m, &mut optim, &grads, f64::NAN, norm, 1e-2, 1.0);
         assert!(norm.is_finite() && norm > 0.0, "the gradients are finite");
         assert_eq!(
             read_params(&m),
@@ -367,7 +366,7 @@ mod tests {
             "a NaN loss with finite gradients changed the weights"
         );
         assert_eq!(optim.steps(), 0, "nor did it advance the optimiser");
-        apply(&mut m, &mut optim, &grads, 1.0, 1e-2, 1.0);
+        apply(&mut m, &mut optim, &grads, 1.0, norm, 1e-2, 1.0);
         assert_ne!(read_params(&m), before, "a finite step does update");
     }
 }

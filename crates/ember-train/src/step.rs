@@ -78,9 +78,9 @@ pub fn optimizer_step(
     if scale != 1.0 {
         grads.scale(1.0 / scale);
     }
-    // One read-back for the loss, one for the norm.
-    let loss = Tensor::cat(losses, 0).sum().into_scalar::<f32>() as f64;
-    let grad_norm = grads.global_norm();
+    // The loss and the norm come back from the device together, the step's one wait: the
+    // finiteness check below needs both before the update.
+    let (loss, grad_norm) = grads.read_with_norm(Tensor::cat(losses, 0).sum());
     let finite = loss.is_finite() && grad_norm.is_finite();
     if let Some(s) = loss_scale {
         s.update(!finite);

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Gradients, Tensor};
+use burn::tensor::{DType, Gradients, Tensor};
 use rayon::prelude::*;
 
 use crate::params::Path;
@@ -112,6 +112,28 @@ impl GradBuffer {
 
     /// `√(Σ g²)` over every element of every gradient. Reads one number back from the device.
     pub fn global_norm(&self) -> f64 {
+        self.squared_norm()
+            .map_or(0.0, |total| (total.into_scalar::<f32>() as f64).sqrt())
+    }
+
+    /// `value` (one number on the device) and the global norm, read back from the device
+    /// together: one wait instead of two.
+    pub fn read_with_norm(&self, value: Tensor<1>) -> (f64, f64) {
+        let Some(squares) = self.squared_norm() else {
+            return (value.into_scalar::<f32>() as f64, 0.0);
+        };
+        let both = Tensor::cat(vec![value.cast(DType::F32), squares.cast(DType::F32)], 0);
+        let both = both
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("two f32 numbers");
+        (both[0] as f64, (both[1] as f64).sqrt())
+    }
+
+    /// `Σ g²` over every element of every gradient, `[1]`, left on the device (`None` without
+    /// gradients).
+    fn squared_norm(&self) -> Option<Tensor<1>> {
         let all: Vec<(Option<Tensor<1>>, Tensor<1>)> = self
             .grads
             .iter()
@@ -120,11 +142,7 @@ impl GradBuffer {
         let squares = map_params(all, self.on_cpu_kernels(), |(known, g)| {
             known.unwrap_or_else(|| ember_kernels::sum_squares(g))
         });
-        if squares.is_empty() {
-            return 0.0;
-        }
-        let total = Tensor::cat(squares, 0).sum().into_scalar::<f32>() as f64;
-        total.sqrt()
+        (!squares.is_empty()).then(|| Tensor::cat(squares, 0).sum())
     }
 
     /// Multiplies every gradient by `factor`.
@@ -203,6 +221,13 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         let norm = buf.global_norm(); // √(4 + 4 + 16 + 16) = √40
         assert!((norm - 40f64.sqrt()).abs() < 1e-6);
+        let loss = Tensor::<1>::from_data([1.25], &device);
+        assert_eq!(
+            buf.read_with_norm(loss.clone()),
+            (1.25, norm),
+            "read together, the same figures"
+        );
+        assert_eq!(GradBuffer::new().read_with_norm(loss), (1.25, 0.0));
         let f = clip_factor(norm, 1.0);
         assert!((f - 1.0 / (40f64.sqrt() + 1e-6)).abs() < 1e-9);
         buf.scale(f);
